@@ -1,0 +1,106 @@
+/**
+ * File helpers with the guarantees the engine relies on: streaming hashes,
+ * durable writes (fsync of the file and its folder) and classification of
+ * the errors an operator must hear about in plain words (disk full,
+ * read-only, permission).
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { dirname } from "node:path";
+import { statfsSync } from "node:fs";
+
+export const IO_CHUNK = 1 << 20;
+
+/** SHA-256 (hex) of a file, read once in 1 MiB pieces. */
+export async function sha256File(
+  path: string,
+  onBytes?: (n: number) => void,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  const size = await readChunks(path, (chunk) => {
+    hash.update(chunk);
+    onBytes?.(chunk.length);
+  });
+  return { sha256: hash.digest("hex"), size };
+}
+
+/** Calls `fn` with each piece of the file in order; returns the byte count. */
+export async function readChunks(
+  path: string,
+  fn: (chunk: Uint8Array) => void | Promise<void>,
+): Promise<number> {
+  using file = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(IO_CHUNK);
+  let total = 0;
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    total += n;
+    await fn(buf.subarray(0, n));
+  }
+  return total;
+}
+
+/** Writes all of `data` to `file`. */
+export async function writeAll(file: Deno.FsFile, data: Uint8Array) {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}
+
+/** fsync of a folder, so a rename or unlink in it survives a power cut. */
+export function syncDir(path: string): void {
+  if (Deno.build.os === "windows") return;
+  try {
+    const d = Deno.openSync(path, { read: true });
+    try {
+      d.syncSync();
+    } finally {
+      d.close();
+    }
+  } catch {
+    // Some file systems refuse fsync on folders; the rename still happened.
+  }
+}
+
+export function syncParent(path: string): void {
+  syncDir(dirname(path));
+}
+
+/** Free bytes for an unprivileged writer, or undefined when unknown. */
+export function freeBytes(path: string): number | undefined {
+  try {
+    const s = statfsSync(path);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A short random suffix for temp files. */
+export function randomSuffix(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof Deno.errors.NotFound;
+}
+
+/** A plain-words reason for a file-system error, or undefined. */
+export function fsProblem(err: unknown): string | undefined {
+  const e = err as { code?: string; message?: string };
+  const text = `${e?.code ?? ""} ${e?.message ?? ""}`;
+  if (/ENOSPC|No space left/i.test(text)) return "the disk is full";
+  if (/EROFS|Read-only file system/i.test(text)) {
+    return "the file system is read-only";
+  }
+  if (
+    err instanceof Deno.errors.PermissionDenied || /EACCES|EPERM/.test(text)
+  ) {
+    return "permission denied";
+  }
+  if (/EDQUOT|quota exceeded/i.test(text)) return "the disk quota is exceeded";
+  return undefined;
+}
+
+export type { Hash };
+export { createHash };

@@ -1,0 +1,103 @@
+/**
+ * The run lock: two runs never overlap. It is an exclusive SQLite lock on
+ * `state.dir/run.lock`, held for the whole run. The operating system drops
+ * it when the process dies, so a lock left by a crashed or killed run is
+ * taken over by the next one without any clean-up. Who holds it is written
+ * to `run.lock.json`, so the second process can say which one it is.
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { LockHeldError } from "../errors.ts";
+import { isBusyError } from "../sqlite_busy.ts";
+import type { Clock } from "../clock.ts";
+
+export interface LockHolder {
+  pid: number;
+  host: string;
+  command: string;
+  since: string;
+}
+
+export interface RunLock {
+  readonly holder: LockHolder;
+  release(): void;
+}
+
+export interface AcquireOptions {
+  command: string;
+  /** How long to wait for a running holder to finish; 0 by default. */
+  waitMs?: number;
+  clock?: Clock;
+}
+
+export async function acquireRunLock(
+  stateDir: string,
+  options: AcquireOptions,
+): Promise<RunLock> {
+  Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const file = join(stateDir, "run.lock");
+  const infoFile = join(stateDir, "run.lock.json");
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  for (;;) {
+    const db = new DatabaseSync(file);
+    try {
+      db.exec("PRAGMA busy_timeout = 0");
+      db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      db.exec("BEGIN EXCLUSIVE");
+      db.exec("CREATE TABLE IF NOT EXISTS holder (pid INTEGER)");
+    } catch (err) {
+      try {
+        db.close();
+      } catch { /* already closed */ }
+      if (!isBusyError(err)) throw err;
+      if (Date.now() < deadline) {
+        await (options.clock?.sleep(250) ??
+          new Promise((r) => setTimeout(r, 250)));
+        continue;
+      }
+      const holder = readHolder(infoFile);
+      const who = holder
+        ? `process ${holder.pid} on ${holder.host} ('${holder.command}', since ${holder.since} UTC)`
+        : "another process";
+      throw new LockHeldError(
+        `Another image-agent run is in progress: ${who} holds the lock ${file}`,
+        {
+          hint:
+            "wait for it to finish; a lock of a process that died is taken over automatically",
+        },
+      );
+    }
+    const holder: LockHolder = {
+      pid: Deno.pid,
+      host: hostname(),
+      command: options.command,
+      since: new Date().toISOString().slice(0, 19).replace("T", " "),
+    };
+    Deno.writeTextFileSync(infoFile, JSON.stringify(holder) + "\n");
+    let released = false;
+    return {
+      holder,
+      release() {
+        if (released) return;
+        released = true;
+        try {
+          Deno.removeSync(infoFile);
+        } catch { /* already gone */ }
+        try {
+          db.exec("ROLLBACK");
+        } catch { /* nothing open */ }
+        db.close();
+      },
+    };
+  }
+}
+
+function readHolder(infoFile: string): LockHolder | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(infoFile)) as LockHolder;
+  } catch {
+    return undefined;
+  }
+}

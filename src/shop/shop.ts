@@ -1,0 +1,63 @@
+/**
+ * The shop's order database, behind one interface, so the engine works the
+ * same on SQLite, PostgreSQL or MySQL.
+ *
+ * Guarantees every implementation keeps:
+ * - table and column names come from the validated config and are quoted;
+ *   values are always bound;
+ * - a database busy with the shop's own writes is waited for and retried,
+ *   and only after the configured patience is it reported, as
+ *   `DatabaseBusyError`;
+ * - `clearImage` and `restoreImage` are conditional updates: they change the
+ *   row only when the image column still holds what the agent expects, so a
+ *   value the shop wrote meanwhile is never overwritten.
+ */
+
+export interface Order {
+  /** The primary key, as text. */
+  key: string;
+  orderNo: string;
+  status: string;
+  /** The image column as stored (relative to the image root, or absolute). */
+  image: string;
+  /** UTC, or null when the order has not shipped. */
+  shippedAt: Date | null;
+}
+
+export interface EligibleQuery {
+  /** Orders shipped at or before this instant. */
+  shippedBefore: Date;
+  /** Start after this key (orders come in key order), for paging. */
+  afterKey?: string;
+  limit: number;
+}
+
+export interface MigrationReport {
+  addedColumn: boolean;
+  installedTrigger: boolean;
+  backfilled: number;
+  addedIndex: boolean;
+}
+
+export interface Shop {
+  /** "sqlite", "postgres", "mysql". */
+  readonly driver: string;
+  /** Column names of the order table, for `init`. */
+  columns(): Promise<string[]>;
+  migrate(now: Date): Promise<MigrationReport>;
+  /** True when the `shipped_at` column exists (migrate has run). */
+  isMigrated(): Promise<boolean>;
+  /** Shipped orders with a non-empty image column, oldest first. */
+  eligible(query: EligibleQuery): Promise<Order[]>;
+  /** Orders by order number (several rows may share one). */
+  findByOrderNo(orderNo: string): Promise<Order[]>;
+  findByKey(key: string): Promise<Order | null>;
+  /**
+   * Empties the image column of each order whose column still holds
+   * `image`; returns the keys changed. One transaction for the batch.
+   */
+  clearImages(items: { key: string; image: string }[]): Promise<string[]>;
+  /** Puts `image` back when the column is empty; false if it was not. */
+  restoreImage(key: string, image: string): Promise<boolean>;
+  close(): Promise<void>;
+}

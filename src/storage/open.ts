@@ -1,0 +1,26 @@
+/** Builds the backup target the config names. */
+
+import type { Config } from "../config.ts";
+import type { Deps } from "../cli/command.ts";
+import type { Storage } from "./storage.ts";
+import { LocalStorage } from "./local.ts";
+import { ConfigError } from "../errors.ts";
+
+/** The target, or null for `backup.target: "none"`. */
+export function openStorage(
+  config: Config,
+  _deps: Deps,
+): Promise<Storage | null> {
+  switch (config.backup.target) {
+    case "none":
+      return Promise.resolve(null);
+    case "local":
+      return Promise.resolve(new LocalStorage(config.backup.local.dir));
+    case "baidu":
+      // TODO: the Baidu Netdisk target plugs in here once it lands.
+      throw new ConfigError(
+        `Config key "backup.target": "baidu" is not available in this build`,
+        "backup.target",
+      );
+  }
+}
