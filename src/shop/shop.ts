@@ -59,5 +59,14 @@ export interface Shop {
   clearImages(items: { key: string; image: string }[]): Promise<string[]>;
   /** Puts `image` back when the column is empty; false if it was not. */
   restoreImage(key: string, image: string): Promise<boolean>;
+  /**
+   * Claims orders for this agent so that agents sharing one shop never work
+   * on the same order at once; returns the keys claimed. A claim of a
+   * crashed agent expires. A shop that only one agent can reach may claim
+   * everything.
+   */
+  claim(keys: string[]): Promise<string[]>;
+  /** Gives claimed orders back. */
+  release(keys: string[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -299,6 +299,15 @@ export class SqliteShop implements Shop {
     return Promise.resolve(Number(r.changes) > 0);
   }
 
+  /** A SQLite shop is one file on one machine: the run lock is enough. */
+  claim(keys: string[]): Promise<string[]> {
+    return Promise.resolve(keys);
+  }
+
+  release(_keys: string[]): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     this.#db.close();
     return Promise.resolve();
