@@ -8,8 +8,24 @@ import {
   scheduleCommand,
   uninstallCommand,
 } from "./schedule.ts";
+import { initCommand } from "./init.ts";
+import { migrateCommand } from "./migrate.ts";
+import { backupCommand, cleanupCommand, runCommand } from "./run.ts";
+import { restoreCommand } from "./restore.ts";
+import { logCommand, runsCommand, statusCommand } from "./status.ts";
+import { pruneCommand } from "./prune.ts";
 
 export const COMMANDS: Command[] = [
+  initCommand,
+  migrateCommand,
+  runCommand,
+  backupCommand,
+  cleanupCommand,
+  restoreCommand,
+  statusCommand,
+  logCommand,
+  runsCommand,
+  pruneCommand,
   baiduCommand,
   scheduleCommand,
   installCommand,

@@ -1,0 +1,178 @@
+/** `image-agent status`, `log` and `runs`: what the agent has done. */
+
+import {
+  type Command,
+  COMMON_HELP,
+  EXIT_CODES_HELP,
+  parseCommandArgs,
+  printJson,
+} from "./command.ts";
+import { readConfig } from "./context.ts";
+import { Ledger } from "../ledger/ledger.ts";
+import { formatBytes } from "../log.ts";
+import { UsageError } from "../errors.ts";
+
+function positiveInt(name: string, text: string | undefined, fallback: number) {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new UsageError(
+      `--${name} must be a positive whole number, not "${text}"`,
+    );
+  }
+  return n;
+}
+
+export const statusCommand: Command = {
+  name: "status",
+  summary: "counts of backups and cleanups, the last run, the next one",
+  help: `Usage: image-agent status [OPTIONS]
+
+Shows how many backups are pending, completed, failed, skipped and expired,
+how many orders were cleaned up and how much space that freed, the last run
+and the next scheduled one.
+
+${COMMON_HELP}
+
+${EXIT_CODES_HELP}
+`,
+  run(deps, argv) {
+    const { values } = parseCommandArgs("status", argv, {});
+    const config = readConfig(deps, values.config, false);
+    const ledger = Ledger.open(config.state.dir, () => deps.clock.now());
+    try {
+      const counts = ledger.counts();
+      const last = ledger.lastRun();
+      const status = {
+        ...counts,
+        lastRun: last ?? null,
+        target: config.backup.target,
+        schedule: {
+          cron: config.schedule.cron,
+          timezone: config.schedule.timezone,
+        },
+      };
+      if (values.json) {
+        printJson(deps, status);
+        return Promise.resolve(0);
+      }
+      const b = counts.backups;
+      const lines = [
+        `Backups (${config.backup.target}): ${b.completed} completed, ${b.pending} pending, ${b.failed} failed, ${b.skipped} skipped, ${b.expired} expired`,
+        `Cleaned orders: ${counts.cleanedOrders}, space freed: ${
+          formatBytes(counts.freedBytes)
+        }`,
+        `Restores: ${counts.restored}`,
+        last
+          ? `Last run: #${last.id} ${last.command} (${last.trigger}) started ${last.startedAt} UTC, ${last.status}: ${last.backedUp} backed up, ${last.cleaned} cleaned, ${last.failed} failed, ${last.skipped} skipped`
+          : "Last run: none yet",
+        `Schedule: "${config.schedule.cron}" in ${config.schedule.timezone}`,
+      ];
+      deps.stdout(lines.join("\n") + "\n");
+      return Promise.resolve(0);
+    } finally {
+      ledger.close();
+    }
+  },
+};
+
+export const logCommand: Command = {
+  name: "log",
+  summary: "per-order history: backed up, cleaned, restored, skipped",
+  help: `Usage: image-agent log [--order ORDER] [--limit N] [OPTIONS]
+
+Lists what happened to orders, newest first: planned, backed up (with size,
+SHA-256 and where the copy is), deleted, column cleared, restored, skipped
+(with the reason), failed, expired.
+
+Options:
+      --order ORDER   only this order number
+      --limit N       at most N entries (default 50)
+${COMMON_HELP}
+
+${EXIT_CODES_HELP}
+`,
+  run(deps, argv) {
+    const { values } = parseCommandArgs("log", argv, {
+      order: { type: "string" },
+      limit: { type: "string" },
+    });
+    const limit = positiveInt("limit", values.limit, 50);
+    const config = readConfig(deps, values.config, false);
+    const ledger = Ledger.open(config.state.dir, () => deps.clock.now());
+    try {
+      const events = ledger.events({ orderNo: values.order, limit });
+      if (values.json) {
+        printJson(deps, { events });
+        return Promise.resolve(0);
+      }
+      if (events.length === 0) {
+        deps.stdout(
+          values.order !== undefined
+            ? `No history for order "${values.order}"\n`
+            : "No history yet\n",
+        );
+        return Promise.resolve(0);
+      }
+      for (const e of events) {
+        const extra = [
+          e.size !== null ? formatBytes(e.size) : "",
+          e.sha256 ? `sha256 ${e.sha256.slice(0, 16)}…` : "",
+          e.remotePath ? `${e.target}:${e.remotePath}` : "",
+          e.detail ?? "",
+        ].filter((x) => x !== "").join("; ");
+        deps.stdout(
+          `${e.at}  ${e.orderNo.padEnd(12)} ${e.kind.padEnd(13)} ${extra}\n`,
+        );
+      }
+      return Promise.resolve(0);
+    } finally {
+      ledger.close();
+    }
+  },
+};
+
+export const runsCommand: Command = {
+  name: "runs",
+  summary: "every run: start, end, trigger, counts, errors",
+  help: `Usage: image-agent runs [--limit N] [OPTIONS]
+
+Lists runs, newest first, with their trigger (manual, timer, daemon),
+start and end (UTC), outcome, counts and errors.
+
+Options:
+      --limit N       at most N runs (default 20)
+${COMMON_HELP}
+
+${EXIT_CODES_HELP}
+`,
+  run(deps, argv) {
+    const { values } = parseCommandArgs("runs", argv, {
+      limit: { type: "string" },
+    });
+    const limit = positiveInt("limit", values.limit, 20);
+    const config = readConfig(deps, values.config, false);
+    const ledger = Ledger.open(config.state.dir, () => deps.clock.now());
+    try {
+      const runs = ledger.runs(limit);
+      if (values.json) {
+        printJson(deps, { runs });
+        return Promise.resolve(0);
+      }
+      if (runs.length === 0) deps.stdout("No runs yet\n");
+      for (const r of runs) {
+        deps.stdout(
+          `#${r.id} ${r.command} (${r.trigger}) ${r.startedAt} → ${
+            r.finishedAt ?? "…"
+          } UTC ${r.status}: ${r.eligible} eligible, ${r.backedUp} backed up, ${r.cleaned} cleaned, ${r.failed} failed, ${r.skipped} skipped, ${
+            formatBytes(r.freedBytes)
+          } freed\n`,
+        );
+        for (const e of r.errors) deps.stdout(`    error: ${e}\n`);
+      }
+      return Promise.resolve(0);
+    } finally {
+      ledger.close();
+    }
+  },
+};

@@ -1,0 +1,80 @@
+/**
+ * Retention: remote copies older than `backup.retentionDays` are deleted
+ * in batches and their rows marked `expired`. Only copies whose local file
+ * is gone are considered; an image that is back on disk keeps its copy.
+ */
+
+import { DAY_MS } from "../clock.ts";
+import { errorMessage } from "../errors.ts";
+import type { EngineDeps } from "./engine.ts";
+
+export interface PruneResult {
+  expired: number;
+  failed: number;
+  dryRun: boolean;
+  orders: string[];
+  errors: string[];
+}
+
+const BATCH = 100;
+
+export async function pruneExpired(
+  d: EngineDeps,
+  options: { dryRun: boolean },
+): Promise<PruneResult> {
+  const result: PruneResult = {
+    expired: 0,
+    failed: 0,
+    dryRun: options.dryRun,
+    orders: [],
+    errors: [],
+  };
+  const storage = d.storage;
+  if (!storage) return result;
+  const before = new Date(
+    d.clock.now().getTime() - d.config.backup.retentionDays * DAY_MS,
+  );
+  let offsetGuard = 0;
+  for (;;) {
+    if (d.signal?.aborted) break;
+    const rows = d.ledger.expiring(
+      storage.name,
+      before,
+      options.dryRun ? 100000 : BATCH,
+    );
+    if (rows.length === 0) break;
+    if (options.dryRun) {
+      for (const r of rows) {
+        d.log.info(
+          `order ${r.orderNo}: would remove ${r.remotePath} (backed up ${r.completedAt} UTC)`,
+        );
+        result.orders.push(r.orderNo);
+        result.expired++;
+      }
+      break;
+    }
+    try {
+      await storage.remove(rows.map((r) => r.remotePath!), d.signal);
+    } catch (err) {
+      const message = `Removing ${rows.length} expired copies failed: ${
+        errorMessage(err)
+      }`;
+      d.log.error(message);
+      result.errors.push(message);
+      result.failed += rows.length;
+      break;
+    }
+    d.ledger.transaction(() => {
+      for (const r of rows) d.ledger.markExpired(r.id);
+    });
+    for (const r of rows) {
+      result.orders.push(r.orderNo);
+      d.log.info(
+        `order ${r.orderNo}: removed the remote copy ${r.remotePath} (retention)`,
+      );
+    }
+    result.expired += rows.length;
+    if (++offsetGuard > 1_000_000) break;
+  }
+  return result;
+}
