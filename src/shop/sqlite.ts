@@ -40,6 +40,8 @@ export class SqliteShop implements Shop {
   #o: OrdersConfig;
   #patience: number;
   #numericKey = false;
+  /** What an emptied image column holds: NULL, or '' when NOT NULL. */
+  #emptyImage: "NULL" | "''" = "NULL";
   #q: Record<keyof Omit<OrdersConfig, "shippedStatuses">, string>;
 
   constructor(options: SqliteShopOptions) {
@@ -74,10 +76,15 @@ export class SqliteShop implements Shop {
     });
   }
 
-  #tableInfo(): { name: string; type: string; pk: number }[] {
+  #tableInfo(): { name: string; type: string; pk: number; notnull: number }[] {
     return this.#busy(() =>
       this.#db.prepare(`PRAGMA table_info(${this.#q.table})`).all()
-    ) as unknown as { name: string; type: string; pk: number }[];
+    ) as unknown as {
+      name: string;
+      type: string;
+      pk: number;
+      notnull: number;
+    }[];
   }
 
   #checkTable(): void {
@@ -101,6 +108,8 @@ export class SqliteShop implements Shop {
     }
     const keyCol = cols.find((c) => c.name === this.#o.key)!;
     this.#numericKey = /INT/i.test(keyCol.type);
+    const imageCol = cols.find((c) => c.name === this.#o.hdImage)!;
+    this.#emptyImage = imageCol.notnull ? "''" : "NULL";
   }
 
   #bindKey(key: string): SQLInputValue {
@@ -271,7 +280,7 @@ export class SqliteShop implements Shop {
       this.#db.exec("BEGIN IMMEDIATE");
       try {
         const stmt = this.#db.prepare(
-          `UPDATE ${q.table} SET ${q.hdImage} = NULL WHERE ${q.key} = ? AND ${q.hdImage} = ?`,
+          `UPDATE ${q.table} SET ${q.hdImage} = ${this.#emptyImage} WHERE ${q.key} = ? AND ${q.hdImage} = ?`,
         );
         for (const it of items) {
           if (Number(stmt.run(this.#bindKey(it.key), it.image).changes) > 0) {

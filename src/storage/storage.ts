@@ -94,6 +94,7 @@ export interface Storage {
   close?(): Promise<void>;
 }
 
+// deno-lint-ignore no-control-regex -- control characters are what it removes
 const UNSAFE = /[\\/:*?"<>|\x00-\x1f\x7f]/g;
 
 /** One path segment made from an order number: no separators, no dots-only. */
