@@ -100,7 +100,12 @@ Deno.test("nextFire() skips a local time lost to the spring DST change", () => {
   // Europe/Berlin jumps from 02:00 to 03:00 on 2026-03-29.
   assert.deepEqual(
     iso(
-      nextFires("30 2 * * *", new Date("2026-03-28T12:00:00Z"), "Europe/Berlin", 2),
+      nextFires(
+        "30 2 * * *",
+        new Date("2026-03-28T12:00:00Z"),
+        "Europe/Berlin",
+        2,
+      ),
     ),
     ["2026-03-30T00:30:00.000Z", "2026-03-31T00:30:00.000Z"],
   );
@@ -110,7 +115,12 @@ Deno.test("nextFire() fires once in the hour repeated in autumn", () => {
   // Europe/Berlin repeats 02:00-03:00 on 2026-10-25 (CEST, then CET).
   assert.deepEqual(
     iso(
-      nextFires("30 2 * * *", new Date("2026-10-24T12:00:00Z"), "Europe/Berlin", 2),
+      nextFires(
+        "30 2 * * *",
+        new Date("2026-10-24T12:00:00Z"),
+        "Europe/Berlin",
+        2,
+      ),
     ),
     ["2026-10-25T00:30:00.000Z", "2026-10-26T01:30:00.000Z"],
   );

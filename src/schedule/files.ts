@@ -19,11 +19,14 @@ export function isFormat(name: string): name is SchedulerFormat {
   return (FORMATS as readonly string[]).includes(name);
 }
 
-/** The config keys the scheduler files depend on. */
-export type ScheduleConfig = Pick<
-  Config,
-  "schedule" | "images" | "state" | "backup" | "database"
->;
+/** The config keys the scheduler files depend on (a `Config` fits). */
+export interface ScheduleConfig {
+  schedule: Config["schedule"];
+  images: { root: string };
+  state: { dir: string };
+  backup: { target: string; local: { dir: string } };
+  database: { driver: string; path?: string };
+}
 
 export interface ScheduleTarget {
   /** Absolute path of the image-agent binary on the target machine. */
@@ -56,7 +59,7 @@ export function writablePaths(config: ScheduleConfig): string[] {
     paths.push(config.backup.local.dir);
   }
   // The run clears the image column: SQLite writes its journal beside the file.
-  if (config.database.driver === "sqlite") {
+  if (config.database.driver === "sqlite" && config.database.path) {
     paths.push(dirname(config.database.path));
   }
   return [...new Set(paths)];

@@ -5,10 +5,11 @@
  * DTD are read from tests/testdata/.
  */
 
-import { dirname, fromFileUrl, join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export const TESTDATA = join(
-  dirname(dirname(fromFileUrl(import.meta.url))),
+  dirname(dirname(fileURLToPath(import.meta.url))),
   "testdata",
 );
 
@@ -49,7 +50,9 @@ function systemdRoot(): Promise<string> {
       "/usr/lib/systemd/system",
       join(root, "usr/lib/systemd/"),
     ]);
-    if (cp.code !== 0) throw new Error(`cannot copy vendor units: ${cp.stderr}`);
+    if (cp.code !== 0) {
+      throw new Error(`cannot copy vendor units: ${cp.stderr}`);
+    }
     return root;
   })();
   return vendorRoot;

@@ -1,0 +1,420 @@
+/**
+ * Every generated scheduler file goes through the real validator, and the
+ * converted OnCalendar values must elapse exactly when the cron expression
+ * fires in its zone.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { nextFires, parseCron } from "../src/schedule/cron.ts";
+import { crontabEntry } from "../src/schedule/crontab.ts";
+import {
+  type ScheduleConfig,
+  schedulerFiles,
+  writablePaths,
+} from "../src/schedule/files.ts";
+import { calendarIntervals } from "../src/schedule/launchd.ts";
+import { toOnCalendar } from "../src/schedule/systemd.ts";
+import {
+  calendarElapses,
+  crontabCheck,
+  plistlibLoad,
+  verifyUnits,
+  xmllintPlist,
+  xmllintTask,
+} from "./fakes/schedule_tools.ts";
+
+const BINARY = "/usr/local/bin/image-agent";
+const CONFIG_FILE = "/etc/image-agent/config.json";
+const NOW = new Date("2026-12-04T12:00:00Z");
+
+const CASES: { cron: string; zone: string }[] = [
+  { cron: "0 2 * * *", zone: "Asia/Shanghai" },
+  { cron: "*/15 9-17 * * 1-5", zone: "Europe/Berlin" },
+  { cron: "30 3 1,15 * *", zone: "America/New_York" },
+  { cron: "0 0 13 * 5", zone: "UTC" },
+];
+
+function config(cron: string, zone: string, delay = 0): ScheduleConfig {
+  return {
+    schedule: { cron, timezone: zone, randomizedDelaySec: delay },
+    images: { root: "/srv/shop/hd images" },
+    state: { dir: "/var/lib/image-agent" },
+    backup: { target: "local", local: { dir: "/mnt/nas/backup" } },
+    database: { driver: "sqlite", path: "/srv/shop/db/shop.db" },
+  };
+}
+
+function target(cron: string, zone: string, delay = 0) {
+  return {
+    binary: BINARY,
+    configFile: CONFIG_FILE,
+    config: config(cron, zone, delay),
+    machineZone: zone,
+    now: NOW,
+  };
+}
+
+async function inTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "ia-export-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+// --- OnCalendar against systemd-analyze calendar ---------------------------
+
+const CALENDAR_CASES = [
+  ...CASES,
+  { cron: "*/15 * * * *", zone: "Europe/Berlin" },
+  { cron: "0 8-18/2 * * *", zone: "Asia/Shanghai" },
+  { cron: "10-50/20 * * * *", zone: "UTC" },
+  { cron: "5 4 * * 7", zone: "America/New_York" },
+  { cron: "0 0 1 */3 *", zone: "Europe/Berlin" },
+  { cron: "0 12 * jan-mar sat,sun", zone: "Australia/Sydney" },
+  { cron: "30 2 * * *", zone: "Europe/Berlin" },
+  { cron: "30 1 * * *", zone: "America/New_York" },
+  { cron: "0 0 */2 * 1", zone: "UTC" },
+  { cron: "@weekly", zone: "Asia/Kolkata" },
+];
+// Ordinary days, and the days before each DST change in Europe and the US.
+const BASES = [
+  "2026-12-04T12:00:00Z",
+  "2026-03-07T00:00:00Z",
+  "2026-03-28T00:00:00Z",
+  "2026-10-24T00:00:00Z",
+  "2026-10-31T00:00:00Z",
+].map((t) => new Date(t));
+
+Deno.test("toOnCalendar() elapses exactly when cron fires in its zone", async () => {
+  for (const { cron, zone } of CALENDAR_CASES) {
+    const calendars = toOnCalendar(parseCron(cron), zone);
+    for (const base of BASES) {
+      const expected = nextFires(cron, base, zone, 12).map((d) =>
+        d.toISOString()
+      );
+      // Several OnCalendar lines fire on the union of their elapses.
+      const union = new Set<string>();
+      for (const cal of calendars) {
+        for (const d of await calendarElapses(cal, base, 12)) {
+          union.add(d.toISOString());
+        }
+      }
+      const actual = [...union].sort().slice(0, 12);
+      assert.deepEqual(
+        actual,
+        expected,
+        `"${cron}" in ${zone} from ${base.toISOString()}: ${
+          calendars.join(" | ")
+        }`,
+      );
+    }
+  }
+});
+
+Deno.test("toOnCalendar() writes the documented forms", () => {
+  const cal = (cron: string, zone = "UTC") =>
+    toOnCalendar(parseCron(cron), zone);
+  assert.deepEqual(cal("0 2 * * *", "Asia/Shanghai"), [
+    "*-*-* 02:00:00 Asia/Shanghai",
+  ]);
+  assert.deepEqual(cal("*/15 9-17 * * 1-5", "Europe/Berlin"), [
+    "Mon..Fri *-*-* 09..17:00/15:00 Europe/Berlin",
+  ]);
+  assert.deepEqual(cal("30 3 1,15 * *"), ["*-*-01,15 03:30:00 UTC"]);
+  assert.deepEqual(cal("0 0 13 * 5"), [
+    "*-*-13 00:00:00 UTC",
+    "Fri *-*-* 00:00:00 UTC",
+  ]);
+  assert.deepEqual(cal("0 0 1 */3 *"), ["*-01/3-01 00:00:00 UTC"]);
+  assert.deepEqual(cal("0 0 * * 5-7"), ["Fri..Sun *-*-* 00:00:00 UTC"]);
+  assert.deepEqual(cal("0 0 * * 1,3"), ["Mon,Wed *-*-* 00:00:00 UTC"]);
+});
+
+// --- systemd units -----------------------------------------------------------
+
+Deno.test("schedulerFiles() systemd units pass systemd-analyze verify", async () => {
+  for (const { cron, zone } of CASES) {
+    const files = schedulerFiles("systemd", target(cron, zone, 900));
+    const units = Object.fromEntries(files.map((f) => [f.name, f.text]));
+    assert.deepEqual(Object.keys(units), [
+      "image-agent.service",
+      "image-agent.timer",
+    ]);
+    const r = await verifyUnits(units, BINARY);
+    assert.equal(r.output, "", `${cron} ${zone}: ${r.output}`);
+    assert.equal(r.code, 0);
+  }
+});
+
+Deno.test("systemd verify catches a broken unit (the check can fail)", async () => {
+  const files = schedulerFiles("systemd", target("0 2 * * *", "UTC"));
+  const units = Object.fromEntries(files.map((f) => [f.name, f.text]));
+  units["image-agent.timer"] = units["image-agent.timer"].replace(
+    "Persistent=true",
+    "Persistant=true",
+  );
+  const r = await verifyUnits(units, BINARY);
+  assert.match(r.output, /Persistant/);
+});
+
+Deno.test("schedulerFiles() systemd service is a hardened oneshot with write access", () => {
+  const [service, timer] = schedulerFiles(
+    "systemd",
+    target("0 0 13 * 5", "UTC", 600),
+  ).map((f) => f.text);
+  assert.match(service, /^Type=oneshot$/m);
+  assert.match(service, /^Environment=IMAGE_AGENT_TRIGGER=timer$/m);
+  assert.match(
+    service,
+    /^ExecStart=\/usr\/local\/bin\/image-agent run --config \/etc\/image-agent\/config.json$/m,
+  );
+  assert.match(service, /^ProtectSystem=strict$/m);
+  assert.match(service, /^NoNewPrivileges=true$/m);
+  assert.match(service, /^PrivateTmp=true$/m);
+  assert.match(
+    service,
+    /^ReadWritePaths="\/srv\/shop\/hd images" \/var\/lib\/image-agent \/mnt\/nas\/backup \/srv\/shop\/db$/m,
+  );
+  assert.match(timer, /^OnCalendar=\*-\*-13 00:00:00 UTC$/m);
+  assert.match(timer, /^OnCalendar=Fri \*-\*-\* 00:00:00 UTC$/m);
+  assert.match(timer, /^Persistent=true$/m);
+  assert.match(timer, /^RandomizedDelaySec=600$/m);
+  assert.match(timer, /^Unit=image-agent.service$/m);
+  assert.doesNotMatch(
+    schedulerFiles("systemd", target("0 2 * * *", "UTC"))[1].text,
+    /RandomizedDelaySec/,
+  );
+});
+
+Deno.test("writablePaths() leaves out the local backup folder for Baidu", () => {
+  const c = config("0 2 * * *", "UTC");
+  c.backup.target = "baidu";
+  assert.deepEqual(writablePaths(c), [
+    "/srv/shop/hd images",
+    "/var/lib/image-agent",
+    "/srv/shop/db",
+  ]);
+});
+
+// --- cron --------------------------------------------------------------------
+
+Deno.test("schedulerFiles() cron lines pass crontab -n", async () => {
+  await inTempDir(async (dir) => {
+    for (const { cron, zone } of CASES) {
+      const [file] = schedulerFiles("cron", target(cron, zone));
+      assert.equal(file.name, "image-agent.cron");
+      const path = join(dir, file.name);
+      await Deno.writeFile(path, file.bytes);
+      const r = await crontabCheck(path);
+      assert.equal(r.code, 0, `${cron}: ${r.stdout}${r.stderr}`);
+      const lines = file.text.trimEnd().split("\n");
+      assert.equal(lines.length, 2);
+      assert.match(lines[0], /^# image-agent: nightly run/);
+    }
+    // And the check does fail on a bad line.
+    const bad = join(dir, "bad.cron");
+    await Deno.writeTextFile(bad, "0 25 * * * /bin/true\n");
+    assert.notEqual((await crontabCheck(bad)).code, 0);
+  });
+});
+
+Deno.test("crontabEntry() keeps the fields in numbers, with the trigger", () => {
+  const text = crontabEntry({
+    binary: "/opt/image agent/image-agent",
+    configFile: CONFIG_FILE,
+    schedule: parseCron("*/15 9-17 * jan-mar mon-fri"),
+    timeZone: "Europe/Berlin",
+    serverZone: "Europe/Berlin",
+    user: "root",
+  });
+  assert.equal(
+    text.split("\n")[1],
+    "*/15 9-17 * 1-3 1-5 root IMAGE_AGENT_TRIGGER=timer '/opt/image agent/image-agent' run --config /etc/image-agent/config.json",
+  );
+});
+
+Deno.test("crontabEntry() shifts hours between zones a fixed offset apart", () => {
+  const line = (cron: string, zone: string, server: string) =>
+    crontabEntry({
+      binary: BINARY,
+      configFile: CONFIG_FILE,
+      schedule: parseCron(cron),
+      timeZone: zone,
+      serverZone: server,
+      now: NOW,
+    }).split("\n")[1];
+  assert.match(line("0 10 * * *", "Asia/Shanghai", "UTC"), /^0 2 \* \* \* /);
+  assert.match(
+    line("0 10,12 * * 1", "Asia/Tokyo", "Asia/Shanghai"),
+    /^0 9,11 \* \* 1 /,
+  );
+});
+
+Deno.test("crontabEntry() refuses a zone it cannot convert, saying why", () => {
+  const entry = (cron: string, zone: string) => () =>
+    crontabEntry({
+      binary: BINARY,
+      configFile: CONFIG_FILE,
+      schedule: parseCron(cron),
+      timeZone: zone,
+      serverZone: "UTC",
+      now: NOW,
+    });
+  assert.throws(entry("0 2 * * *", "Europe/Berlin"), /CRON_TZ/);
+  assert.throws(entry("0 2 * * *", "Asia/Shanghai"), /falls on another day/);
+  assert.throws(entry("0 2 * * *", "Asia/Kolkata"), /whole hours/);
+});
+
+// --- Windows -----------------------------------------------------------------
+
+Deno.test("schedulerFiles() Windows tasks pass the Task Scheduler schema", async () => {
+  await inTempDir(async (dir) => {
+    for (const { cron, zone } of CASES) {
+      const [file] = schedulerFiles("windows", target(cron, zone, 900));
+      assert.equal(file.name, "image-agent.xml");
+      assert.deepEqual([...file.bytes.slice(0, 4)], [0xff, 0xfe, 0x3c, 0x00]);
+      const path = join(dir, file.name);
+      await Deno.writeFile(path, file.bytes);
+      const r = await xmllintTask(path);
+      assert.equal(r.code, 0, `${cron}: ${r.stderr}`);
+      assert.match(file.text, /^<\?xml version="1.0" encoding="UTF-16"\?>/);
+      assert.match(file.text, /<Task version="1.3"/);
+      assert.match(file.text, /<UserId>S-1-5-18<\/UserId>/);
+      assert.match(file.text, /IgnoreNew/);
+      assert.match(file.text, /<StartWhenAvailable>true</);
+      assert.match(file.text, /<ExecutionTimeLimit>PT12H</);
+      assert.match(file.text, /<RandomDelay>PT15M<\/RandomDelay>/);
+      // Every calendar trigger has its StartBoundary.
+      const triggers = file.text.split("<CalendarTrigger>").length - 1;
+      const boundaries = file.text.split("<StartBoundary>").length - 1;
+      assert.equal(boundaries, triggers);
+    }
+    // And the schema does reject a broken task.
+    const [file] = schedulerFiles("windows", target("0 2 * * *", "UTC"));
+    const bad = join(dir, "bad.xml");
+    await Deno.writeTextFile(
+      bad,
+      file.text.replace("IgnoreNew", "IgnoreNewer").replace(
+        'encoding="UTF-16"',
+        'encoding="UTF-8"',
+      ),
+    );
+    assert.notEqual((await xmllintTask(bad)).code, 0);
+  });
+});
+
+Deno.test("schedulerFiles() Windows triggers follow the cron fields", () => {
+  const text = (cron: string) =>
+    schedulerFiles("windows", target(cron, "UTC"))[0].text;
+  const weekdays = text("*/15 9-17 * * 1-5");
+  assert.match(weekdays, /<StartBoundary>2025-01-01T09:00:00</);
+  assert.match(weekdays, /<Interval>PT15M<\/Interval>/);
+  assert.match(weekdays, /<Duration>PT8H45M30S<\/Duration>/);
+  assert.match(
+    weekdays,
+    /<DaysOfWeek><Monday \/><Tuesday \/><Wednesday \/><Thursday \/><Friday \/><\/DaysOfWeek>/,
+  );
+  const friday13 = text("0 0 13 * 5");
+  assert.equal(friday13.split("<CalendarTrigger>").length - 1, 2);
+  assert.match(friday13, /<DaysOfMonth><Day>13<\/Day><\/DaysOfMonth>/);
+  assert.match(friday13, /<ScheduleByWeek>/);
+  const uneven = text("0,20 2,3 * * *");
+  assert.equal(uneven.split("<CalendarTrigger>").length - 1, 4);
+  assert.match(
+    text("0 2 * * *"),
+    /set IMAGE_AGENT_TRIGGER=timer&amp;&amp; "\/usr\/local\/bin\/image-agent" run --config/,
+  );
+});
+
+Deno.test("schedulerFiles() refuses what Windows triggers cannot express", () => {
+  assert.throws(
+    () => schedulerFiles("windows", target("0 0 */2 * 1", "UTC")),
+    /both the day of month and the day of week/,
+  );
+  assert.throws(
+    () => schedulerFiles("windows", target("0,7,30 * * * *", "UTC")),
+    /needs 72 triggers/,
+  );
+  assert.throws(
+    () =>
+      schedulerFiles("windows", {
+        ...target("0 2 * * *", "Asia/Shanghai"),
+        machineZone: "UTC",
+      }),
+    /machine's own time zone \(UTC\)/,
+  );
+});
+
+// --- launchd -----------------------------------------------------------------
+
+Deno.test("schedulerFiles() launchd plists pass the DTD and plistlib", async () => {
+  await inTempDir(async (dir) => {
+    for (const { cron, zone } of CASES) {
+      const [file] = schedulerFiles("launchd", target(cron, zone));
+      assert.equal(file.name, "com.image-agent.nightly.plist");
+      const path = join(dir, file.name);
+      await Deno.writeFile(path, file.bytes);
+      const r = await xmllintPlist(path);
+      assert.equal(r.code, 0, `${cron}: ${r.stderr}`);
+      assert.equal(r.stderr, "");
+      const plist = await plistlibLoad(path) as Record<string, unknown>;
+      assert.equal(plist.Label, "com.image-agent.nightly");
+      assert.deepEqual(plist.ProgramArguments, [
+        BINARY,
+        "run",
+        "--config",
+        CONFIG_FILE,
+      ]);
+      assert.deepEqual(plist.EnvironmentVariables, {
+        IMAGE_AGENT_TRIGGER: "timer",
+      });
+      assert.deepEqual(
+        plist.StartCalendarInterval,
+        calendarIntervals(parseCron(cron)),
+      );
+    }
+    const bad = join(dir, "bad.plist");
+    const [file] = schedulerFiles("launchd", target("0 2 * * *", "UTC"));
+    await Deno.writeTextFile(
+      bad,
+      file.text.replace("<string>timer</string>", ""),
+    );
+    assert.notEqual((await xmllintPlist(bad)).code, 0);
+  });
+});
+
+Deno.test("calendarIntervals() expands fields and keeps day OR apart", () => {
+  const weekdays = calendarIntervals(parseCron("*/15 9-17 * * 1-5"));
+  assert.equal(weekdays.length, 4 * 9 * 5);
+  assert.deepEqual(weekdays[0], { Minute: 0, Hour: 9, Weekday: 1 });
+  assert.deepEqual(calendarIntervals(parseCron("0 0 13 * 5")), [
+    { Minute: 0, Hour: 0, Day: 13 },
+    { Minute: 0, Hour: 0, Weekday: 5 },
+  ]);
+  assert.deepEqual(calendarIntervals(parseCron("30 3 1,15 * *")), [
+    { Minute: 30, Hour: 3, Day: 1 },
+    { Minute: 30, Hour: 3, Day: 15 },
+  ]);
+});
+
+Deno.test("schedulerFiles() refuses what launchd cannot express", () => {
+  assert.throws(
+    () => schedulerFiles("launchd", target("0-58 9-17 1-20 * *", "UTC")),
+    /expands into 10620/,
+  );
+  assert.throws(
+    () => schedulerFiles("launchd", target("0 0 */2 * 1", "UTC")),
+    /both the day of month and the day of week/,
+  );
+  assert.throws(
+    () =>
+      schedulerFiles("launchd", {
+        ...target("0 2 * * *", "Europe/Berlin"),
+        machineZone: "America/New_York",
+      }),
+    /Mac's own time zone/,
+  );
+});
