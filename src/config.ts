@@ -43,6 +43,8 @@ export interface BaiduConfig {
   secretKey: string;
   folder: string;
   concurrency: number;
+  /** Chunk size for VIP accounts in MiB (4 to 32); 0 picks it by file size. */
+  chunkSizeMiB: number;
   endpoints: { oauth: string; api: string; upload: string };
 }
 
@@ -146,6 +148,7 @@ export const CONFIG_SCHEMA: Schema = {
           secretKey: { type: "string", default: "" },
           folder: { type: "string", default: "/apps/image-agent/hd" },
           concurrency: { type: "integer", default: 3, min: 1, max: 16 },
+          chunkSizeMiB: { type: "integer", default: 0, min: 0, max: 32 },
           endpoints: {
             type: "object",
             fields: {

@@ -4,12 +4,12 @@ import type { Config } from "../config.ts";
 import type { Deps } from "../cli/command.ts";
 import type { Storage } from "./storage.ts";
 import { LocalStorage } from "./local.ts";
-import { ConfigError } from "../errors.ts";
+import { openBaiduStorage } from "./baidu/open_baidu.ts";
 
 /** The target, or null for `backup.target: "none"`. */
 export function openStorage(
   config: Config,
-  _deps: Deps,
+  deps: Deps,
 ): Promise<Storage | null> {
   switch (config.backup.target) {
     case "none":
@@ -17,10 +17,6 @@ export function openStorage(
     case "local":
       return Promise.resolve(new LocalStorage(config.backup.local.dir));
     case "baidu":
-      // TODO: the Baidu Netdisk target plugs in here once it lands.
-      throw new ConfigError(
-        `Config key "backup.target": "baidu" is not available in this build`,
-        "backup.target",
-      );
+      return Promise.resolve(openBaiduStorage(config, deps));
   }
 }

@@ -1,0 +1,180 @@
+/**
+ * One call to the Baidu API, with the policy every call shares: the token in
+ * the query, the answer checked in all four error shapes, one refresh and
+ * retry on a token error, backoff from the injected clock on throttling,
+ * server errors and broken connections.
+ *
+ * It throws `BaiduApiError` (with its kind) or `BaiduNetworkError` once the
+ * retries are spent, and `AuthRequiredError` when a refreshed token is
+ * refused too. Each call logs one debug line: method, path without query,
+ * the API method, status, time and request id.
+ */
+
+import { AuthRequiredError } from "../../errors.ts";
+import type { Clock } from "../../clock.ts";
+import type { Logger } from "../../log.ts";
+import {
+  BaiduApiError,
+  type BaiduErrorKind,
+  BaiduNetworkError,
+  classify,
+  parseApiError,
+} from "./errors.ts";
+import type { TokenSource } from "./tokens.ts";
+
+export interface HttpOptions {
+  fetch: typeof fetch;
+  clock: Clock;
+  log: Logger;
+  tokens: TokenSource;
+  /** Tries after the first for transient errors and throttling. */
+  retries?: number;
+  /** Per request; 0 for none. */
+  timeoutMs?: number;
+}
+
+export interface CallSpec {
+  /** Words for messages: "the upload of part 3". */
+  what: string;
+  method: "GET" | "POST";
+  /** Full address without query. */
+  url: string;
+  query?: Record<string, string>;
+  form?: Record<string, string>;
+  body?: Uint8Array<ArrayBuffer>;
+  headers?: Record<string, string>;
+  /** The answer comes from a PCS host (110/111 mean a bad token there). */
+  pcs?: boolean;
+  signal?: AbortSignal;
+  /** Kinds the caller handles itself, returned without retrying. */
+  noRetry?: BaiduErrorKind[];
+}
+
+export type Answer = Record<string, unknown>;
+
+export class BaiduHttp {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly fetch: typeof fetch;
+  readonly tokens: TokenSource;
+  readonly retries: number;
+  readonly timeoutMs: number;
+
+  constructor(options: HttpOptions) {
+    this.fetch = options.fetch;
+    this.clock = options.clock;
+    this.log = options.log;
+    this.tokens = options.tokens;
+    this.retries = options.retries ?? 5;
+    this.timeoutMs = options.timeoutMs ?? 120_000;
+  }
+
+  async call(spec: CallSpec): Promise<Answer> {
+    let attempt = 0;
+    let refreshed = false;
+    for (;;) {
+      spec.signal?.throwIfAborted();
+      const token = await this.tokens.token();
+      const outcome = await this.#once(spec, token);
+      if (!(outcome instanceof Error)) return outcome;
+      const kind = outcome instanceof BaiduApiError
+        ? outcome.kind
+        : "transient";
+      if (kind === "auth") {
+        if (refreshed) {
+          throw new AuthRequiredError(
+            `Baidu Netdisk still refuses the login after a refresh (${spec.what})`,
+          );
+        }
+        refreshed = true;
+        await this.tokens.refreshAfter(token);
+        continue;
+      }
+      const retryable = kind === "transient" || kind === "rate";
+      if (!retryable || spec.noRetry?.includes(kind)) throw outcome;
+      if (attempt >= this.retries) throw outcome;
+      attempt++;
+      const wait = backoffMs(attempt, kind);
+      this.log.debug(
+        `baidu ${spec.what}: ${kind} error, try ${attempt + 1} in ${wait}ms`,
+      );
+      await this.clock.sleep(wait, spec.signal);
+    }
+  }
+
+  async #once(spec: CallSpec, token: string): Promise<Answer | Error> {
+    const query = new URLSearchParams(spec.query ?? {});
+    query.set("access_token", token);
+    const init: RequestInit = { method: spec.method, headers: spec.headers };
+    if (spec.form) {
+      init.body = new URLSearchParams(spec.form);
+    } else if (spec.body) {
+      init.body = spec.body;
+    }
+    const path = new URL(spec.url).pathname;
+    const label = `${spec.method} ${path}${
+      spec.query?.method ? ` ${spec.query.method}` : ""
+    }`;
+    const started = Date.now();
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(spec.signal?.reason);
+    spec.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = this.timeoutMs > 0
+      ? setTimeout(
+        () => controller.abort(new Error("timed out")),
+        this.timeoutMs,
+      )
+      : undefined;
+    init.signal = controller.signal;
+    let status = 0;
+    let text: string;
+    let requestId: string | undefined;
+    try {
+      const res = await this.fetch(`${spec.url}?${query}`, init);
+      status = res.status;
+      requestId = res.headers.get("x-request-id") ?? undefined;
+      text = await res.text();
+    } catch (err) {
+      spec.signal?.throwIfAborted();
+      this.log.debug(`baidu ${label} failed: connection broken`);
+      return new BaiduNetworkError(spec.what, err);
+    } finally {
+      clearTimeout(timer);
+      spec.signal?.removeEventListener("abort", onAbort);
+    }
+    const body = parseAnswer(text);
+    if (body.request_id !== undefined) requestId = String(body.request_id);
+    this.log.debug(
+      `baidu ${label} ${status} ${Date.now() - started}ms${
+        requestId ? ` request_id=${requestId}` : ""
+      }`,
+    );
+    const info = parseApiError(body, status);
+    if (!info) return body;
+    const kind = classify(info, { pcs: spec.pcs, status });
+    return new BaiduApiError(spec.what, info, kind, status, requestId, body);
+  }
+}
+
+/**
+ * Parses a JSON answer, keeping 64-bit ids (`fs_id`) as strings so they
+ * never pass through a float. A non-JSON body (an HTML error page) gives {}.
+ */
+export function parseAnswer(text: string): Answer {
+  const safe = text.replace(
+    /"(fs_id|fsid|request_id)"\s*:\s*(-?\d+)/g,
+    '"$1":"$2"',
+  );
+  try {
+    const v = JSON.parse(safe);
+    return v && typeof v === "object" ? v as Answer : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Exponential with a cap; throttling waits much longer. */
+export function backoffMs(attempt: number, kind: BaiduErrorKind): number {
+  if (kind === "rate") return Math.min(120_000, 30_000 * attempt);
+  return Math.min(60_000, 1000 * 2 ** (attempt - 1));
+}

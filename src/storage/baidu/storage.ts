@@ -1,0 +1,342 @@
+/**
+ * Baidu Netdisk as a backup target. Copies go to
+ * `<folder>/<order folder>/<file name>` under the app's `/apps/<app>/`.
+ *
+ * `put` resolves only after `create` confirmed the size of exactly the
+ * block list that was sent (each part's MD5 checked against what the server
+ * received) and the file was then found, with that size, through filemetas
+ * or the folder listing. Every failure leaves as a `StorageError` whose
+ * `failure` tells the engine what to do, with no token or address in it.
+ */
+
+import { basename } from "node:path";
+import { AgentError, StorageError } from "../../errors.ts";
+import { formatBytes, type Logger } from "../../log.ts";
+import type { Clock } from "../../clock.ts";
+import {
+  type Admission,
+  orderFolderName,
+  type PutOptions,
+  type PutResult,
+  type RemoteStat,
+  type Storage,
+  type TransferOptions,
+  type UploadSource,
+} from "../storage.ts";
+import { type Account, BaiduApi, type BaiduEndpoints } from "./api.ts";
+import {
+  chunkSizeFor,
+  digestFile,
+  MAX_PARTS,
+  maxFileSize,
+  vipName,
+} from "./digest.ts";
+import { downloadStream } from "./download.ts";
+import { BaiduApiError, BaiduNetworkError } from "./errors.ts";
+import { BaiduHttp } from "./http.ts";
+import type { TokenSource } from "./tokens.ts";
+import { uploadFile } from "./upload.ts";
+import { nameProblem, parentOf, pathFits } from "./paths.ts";
+
+export interface BaiduStorageOptions {
+  folder: string;
+  endpoints: BaiduEndpoints;
+  tokens: TokenSource;
+  fetch: typeof fetch;
+  clock: Clock;
+  log: Logger;
+  /** Parts in flight per file. */
+  concurrency?: number;
+  /** Preferred chunk size for VIP accounts, in MiB (0: automatic). */
+  chunkSizeMiB?: number;
+  /** Exact chunk size in bytes, ignoring member rules (tests, benchmarks). */
+  chunkSizeBytes?: number;
+  retries?: number;
+  timeoutMs?: number;
+}
+
+const DELETE_BATCH = 100;
+
+export class BaiduStorage implements Storage {
+  readonly name = "baidu";
+  readonly folder: string;
+  readonly api: BaiduApi;
+  #o: BaiduStorageOptions;
+  #account?: Promise<Account>;
+
+  constructor(options: BaiduStorageOptions) {
+    this.#o = options;
+    this.folder = options.folder.replace(/\/+$/, "");
+    const http = new BaiduHttp({
+      fetch: options.fetch,
+      clock: options.clock,
+      log: options.log,
+      tokens: options.tokens,
+      retries: options.retries,
+      timeoutMs: options.timeoutMs,
+    });
+    this.api = new BaiduApi(http, options.endpoints);
+  }
+
+  describe(): string {
+    return `Baidu Netdisk ${this.folder}`;
+  }
+
+  /** Read once per run: a membership can lapse between runs. */
+  account(signal?: AbortSignal): Promise<Account> {
+    this.#account ??= this.api.account(signal).catch((err) => {
+      this.#account = undefined;
+      throw err;
+    });
+    return this.#account;
+  }
+
+  remotePathOf(source: UploadSource): string {
+    return `${this.folder}/${orderFolderName(source.orderNo)}/${
+      basename(source.fileName).normalize("NFC")
+    }`;
+  }
+
+  async admit(
+    sources: UploadSource[],
+    signal?: AbortSignal,
+  ): Promise<Admission> {
+    return await this.#guard("the space check", async () => {
+      const { vipType } = await this.account(signal);
+      const limit = maxFileSize(vipType);
+      const admission: Admission = { rejected: new Map() };
+      let need = 0;
+      for (const s of sources) {
+        const chunk = this.#chunkSize(s.size, vipType);
+        if (s.size > limit) {
+          admission.rejected.set(
+            s.path,
+            `${formatBytes(s.size)} is over the ${
+              formatBytes(limit)
+            } Baidu allows a ${vipName(vipType)} account for one file`,
+          );
+        } else if (Math.ceil(s.size / chunk) > MAX_PARTS) {
+          admission.rejected.set(
+            s.path,
+            `${formatBytes(s.size)} needs more than ${MAX_PARTS} parts of ${
+              formatBytes(chunk)
+            }`,
+          );
+        } else if (s.size === 0) {
+          admission.rejected.set(
+            s.path,
+            "Baidu Netdisk does not take empty files",
+          );
+        } else {
+          need += s.size;
+        }
+      }
+      if (need > 0) {
+        const quota = await this.api.quota(signal);
+        if (need > quota.free) admission.shortBy = need - quota.free;
+      }
+      return admission;
+    });
+  }
+
+  #chunkSize(size: number, vipType: number): number {
+    return this.#o.chunkSizeBytes ??
+      chunkSizeFor(size, vipType, this.#o.chunkSizeMiB ?? 0);
+  }
+
+  async put(
+    source: UploadSource,
+    options: PutOptions = {},
+  ): Promise<PutResult> {
+    const remotePath = this.remotePathOf(source);
+    const problem = pathFits(remotePath)
+      ? nameProblem(basename(remotePath))
+      : "the full path is longer than 1000 characters";
+    if (problem) {
+      throw new StorageError(
+        `Baidu Netdisk cannot store "${basename(remotePath)}": ${problem}`,
+        "skip",
+      );
+    }
+    return await this.#guard(`the upload of "${remotePath}"`, async () => {
+      if (source.size === 0) {
+        // TODO: keep empty images in the ledger without a remote copy, once
+        // the engine can record a copy-less backup; until then they skip.
+        throw new StorageError(
+          `"${source.fileName}" is empty; Baidu Netdisk does not take empty files`,
+          "skip",
+        );
+      }
+      const { vipType } = await this.account(options.signal);
+      const digest = await digestFile(
+        source.path,
+        this.#chunkSize(source.size, vipType),
+        options.signal,
+      );
+      const outcome = await uploadFile(this.api, {
+        localPath: source.path,
+        remotePath,
+        digest,
+        concurrency: this.#o.concurrency ?? 3,
+        log: this.#o.log,
+        resume: options.resume,
+        signal: options.signal,
+        onProgress: options.onProgress,
+      }).catch((err) => this.#quotaStop(err, digest.size, remotePath));
+      let found: RemoteStat | null;
+      let finalPath = remotePath;
+      if (outcome.kind === "created") {
+        const c = outcome.create;
+        finalPath = c.path || remotePath;
+        if (
+          c.size !== digest.size ||
+          (c.blockList &&
+            JSON.stringify(c.blockList) !== JSON.stringify(digest.blockList))
+        ) {
+          options.resume?.clear();
+          throw new StorageError(
+            `Baidu Netdisk confirmed "${remotePath}" with ${c.size} bytes, not the ${digest.size} sent; it will be uploaded again`,
+            "retry",
+          );
+        }
+        found = await this.#find(finalPath, c.fsId, options.signal);
+      } else {
+        found = await this.stat(remotePath, options.signal);
+      }
+      if (!found || found.size !== digest.size) {
+        options.resume?.clear();
+        throw new StorageError(
+          `Baidu Netdisk accepted "${remotePath}" but the file is ${
+            found
+              ? `${found.size} bytes instead of ${digest.size}`
+              : "not there"
+          }; it will be uploaded again`,
+          "retry",
+        );
+      }
+      options.resume?.clear();
+      if (outcome.kind === "rapid") options.onProgress?.(digest.size);
+      return {
+        remotePath: finalPath,
+        size: digest.size,
+        sha256: digest.sha256,
+        md5: digest.md5,
+        verifiedBy: outcome.kind === "rapid"
+          ? "baidu rapid upload, size listed"
+          : "baidu create block list and size, size listed",
+        reused: outcome.kind === "rapid",
+      };
+    });
+  }
+
+  async #find(
+    path: string,
+    fsId: string,
+    signal?: AbortSignal,
+  ): Promise<RemoteStat | null> {
+    if (/^\d+$/.test(fsId)) {
+      const metas = await this.api.filemetas([fsId], false, signal);
+      const m = metas.find((e) => e.path === path || e.fsId === fsId);
+      if (m) return { remotePath: m.path || path, size: m.size };
+    }
+    return await this.stat(path, signal);
+  }
+
+  async #quotaStop(err: unknown, size: number, path: string): Promise<never> {
+    if (err instanceof BaiduApiError && err.kind === "quota") {
+      const free = await this.api.quota().then((q) => q.free, () => undefined);
+      throw new StorageError(
+        `Baidu Netdisk is full: "${path}" needs ${formatBytes(size)}${
+          free === undefined ? "" : `, ${formatBytes(free)} free`
+        }; the run stops and nothing more is deleted`,
+        "stop",
+        {
+          code: err.code,
+          hint:
+            "free space on Baidu Netdisk (or raise the plan), then run again",
+        },
+      );
+    }
+    throw err;
+  }
+
+  async stat(
+    remotePath: string,
+    signal?: AbortSignal,
+  ): Promise<RemoteStat | null> {
+    return await this.#guard(`the lookup of "${remotePath}"`, async () => {
+      const { dir, name } = parentOf(remotePath);
+      const list = await this.api.list(dir, signal);
+      const e = list.find((x) =>
+        !x.isDir && (x.name === name || x.path === remotePath)
+      );
+      return e ? { remotePath, size: e.size } : null;
+    });
+  }
+
+  async open(
+    remotePath: string,
+    options: TransferOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    return await this.#guard(`the download of "${remotePath}"`, async () => {
+      const { dir, name } = parentOf(remotePath);
+      const list = await this.api.list(dir, options.signal);
+      const e = list.find((x) =>
+        !x.isDir && (x.name === name || x.path === remotePath)
+      );
+      if (!e) {
+        throw new StorageError(
+          `The backup copy "${remotePath}" is not on Baidu Netdisk`,
+          "retry",
+        );
+      }
+      return downloadStream(
+        this.api,
+        { remotePath, fsId: e.fsId, size: e.size },
+        options,
+      );
+    });
+  }
+
+  async remove(remotePaths: string[], signal?: AbortSignal): Promise<void> {
+    await this.#guard("the delete of old copies", async () => {
+      for (let i = 0; i < remotePaths.length; i += DELETE_BATCH) {
+        const batch = remotePaths.slice(i, i + DELETE_BATCH);
+        const result = await this.api.delete(batch, signal);
+        const failed = [...result].filter(([, e]) => e !== 0 && e !== -9);
+        if (failed.length > 0) {
+          throw new StorageError(
+            `Baidu Netdisk did not delete ${failed.length} of ${batch.length} copies (first: "${
+              failed[0][0]
+            }", error ${failed[0][1]})`,
+            "retry",
+            { code: failed[0][1] },
+          );
+        }
+      }
+    });
+  }
+
+  /** Turns API and network errors into the engine's `StorageError`s. */
+  async #guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof AgentError) throw err;
+      if (err instanceof BaiduNetworkError) {
+        throw new StorageError(`${err.message} (during ${what})`, "retry");
+      }
+      if (err instanceof BaiduApiError) {
+        const failure = err.kind === "quota" || err.kind === "auth"
+          ? "stop"
+          : err.kind === "name" || err.kind === "too_large"
+          ? "skip"
+          : "retry";
+        throw new StorageError(err.message, failure, { code: err.code });
+      }
+      throw err;
+    }
+  }
+}
+
+BaiduStorage satisfies new (options: BaiduStorageOptions) => Storage;

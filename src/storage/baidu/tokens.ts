@@ -1,0 +1,115 @@
+/**
+ * Hands out the current access token and refreshes it: a day before it
+ * expires, and once whenever the API says it is expired or invalid.
+ *
+ * Only one refresh runs at a time; callers holding the old token wait for it
+ * and then use the new one (Baidu kills the old access token when it issues
+ * a new one, so every part in flight must switch). The rotated refresh token
+ * is saved before the new access token is handed out: a crash right after a
+ * refresh must not lose the only refresh token that still works. A refused
+ * refresh is an `AuthRequiredError`, which stops the run with a login hint.
+ */
+
+import { AuthRequiredError } from "../../errors.ts";
+import type { Clock } from "../../clock.ts";
+import {
+  type Credentials,
+  readCredentials,
+  writeCredentials,
+} from "./credentials.ts";
+import { type OAuthContext, refreshGrant, toCredentials } from "./oauth.ts";
+
+/** Refresh this long before the access token runs out. */
+export const REFRESH_MARGIN_MS = 24 * 60 * 60 * 1000;
+
+export interface TokenSource {
+  /** A token that is valid now, as far as the client knows. */
+  token(): Promise<string>;
+  /** Called after the API refused `stale`; returns the token to retry with. */
+  refreshAfter(stale: string): Promise<string>;
+}
+
+export class TokenManager implements TokenSource {
+  readonly file: string;
+  #ctx: OAuthContext;
+  #clock: Clock;
+  #current: Credentials | null = null;
+  #refreshing: Promise<Credentials> | null = null;
+
+  constructor(file: string, ctx: OAuthContext, clock: Clock) {
+    this.file = file;
+    this.#ctx = ctx;
+    this.#clock = clock;
+  }
+
+  async #load(): Promise<Credentials> {
+    if (this.#current) return this.#current;
+    const saved = await readCredentials(this.file);
+    if (!saved) {
+      throw new AuthRequiredError(
+        `Not logged in to Baidu Netdisk (no ${this.file})`,
+      );
+    }
+    if (saved.appKey && saved.appKey !== this.#ctx.appKey) {
+      throw new AuthRequiredError(
+        `The saved Baidu login belongs to another app key than backup.baidu.appKey`,
+      );
+    }
+    this.#current = saved;
+    return saved;
+  }
+
+  async token(): Promise<string> {
+    const c = await this.#load();
+    const left = Date.parse(c.expiresAt) - this.#clock.now().getTime();
+    if (left > REFRESH_MARGIN_MS) return c.accessToken;
+    this.#ctx.log.info(
+      left > 0
+        ? "The Baidu access token expires soon; refreshing it"
+        : "The Baidu access token has expired; refreshing it",
+    );
+    return (await this.#refresh(c.accessToken)).accessToken;
+  }
+
+  async refreshAfter(stale: string): Promise<string> {
+    const c = await this.#load();
+    if (c.accessToken !== stale) return c.accessToken;
+    this.#ctx.log.info("Baidu refused the access token; refreshing it");
+    return (await this.#refresh(stale)).accessToken;
+  }
+
+  /** The saved login (without loading it twice), for whoami and tests. */
+  async credentials(): Promise<Credentials> {
+    return await this.#load();
+  }
+
+  #refresh(stale: string): Promise<Credentials> {
+    if (!this.#refreshing) {
+      this.#refreshing = this.#doRefresh(stale).finally(() => {
+        this.#refreshing = null;
+      });
+    }
+    return this.#refreshing;
+  }
+
+  async #doRefresh(stale: string): Promise<Credentials> {
+    // Another process (a manual run beside the timer) may have rotated the
+    // pair already; its refresh token is then the only one that works.
+    const onDisk = await readCredentials(this.file);
+    if (onDisk && onDisk.accessToken !== stale) {
+      this.#current = onDisk;
+      return onDisk;
+    }
+    const c = onDisk ?? (await this.#load());
+    const answer = await refreshGrant(this.#ctx, c.refreshToken).catch(
+      (err) => {
+        this.#current = null;
+        throw err;
+      },
+    );
+    const next = toCredentials(answer, this.#ctx.appKey, this.#clock.now());
+    await writeCredentials(this.file, next);
+    this.#current = next;
+    return next;
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * The chunked upload of one file: precreate, locateupload, superfile2 for
+ * every part (several in flight), create.
+ *
+ * Each part is read again from its file offset for each try (never the
+ * whole file in memory) and its MD5 is checked twice: against the block list
+ * computed before (the file must not have changed) and against the MD5 the
+ * server says it received. The upload id and the parts already sent are
+ * saved through the `ResumeSlot` after every part, so a killed run continues
+ * where it stopped. A session the server calls expired is started again with
+ * a new precreate. What this returns is not yet verified; the caller checks
+ * `create`'s answer and looks the file up.
+ */
+
+import type { ResumeSlot } from "../storage.ts";
+import { StorageError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import type { BaiduApi, CreateAnswer } from "./api.ts";
+import { type FileDigest, md5Hex } from "./digest.ts";
+import { BaiduApiError } from "./errors.ts";
+
+/** What the ledger keeps between runs for an upload in progress. */
+export interface UploadState {
+  v: 1;
+  remotePath: string;
+  size: number;
+  mtimeMs: number;
+  chunkSize: number;
+  blockList: string[];
+  uploadId: string;
+  /** Part index -> MD5 the server confirmed. */
+  done: Record<string, string>;
+  /** Set once `create` answered, so a crash before verifying is not re-sent. */
+  created?: { fsId: string; path: string; size: number };
+}
+
+export interface UploadOptions {
+  localPath: string;
+  remotePath: string;
+  digest: FileDigest;
+  concurrency: number;
+  log: Logger;
+  resume?: ResumeSlot;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number) => void;
+  /** New sessions allowed after the server expires one. */
+  maxRestarts?: number;
+}
+
+export type UploadOutcome =
+  | { kind: "rapid" }
+  | { kind: "created"; create: CreateAnswer };
+
+/** Tries of one part whose MD5 came back wrong. */
+const MD5_TRIES = 3;
+
+export async function uploadFile(
+  api: BaiduApi,
+  o: UploadOptions,
+): Promise<UploadOutcome> {
+  const d = o.digest;
+  let state = loadState(o);
+  if (state?.created) {
+    return { kind: "created", create: { ...state.created } };
+  }
+  let restarts = 0;
+  for (;;) {
+    try {
+      if (!state) {
+        const pre = await api.precreate(commonForm(o, true), o.signal);
+        if (pre.returnType === 2) {
+          o.resume?.clear();
+          return { kind: "rapid" };
+        }
+        if (!pre.uploadId) {
+          throw new StorageError(
+            `Baidu Netdisk did not open an upload session for "${o.remotePath}"`,
+            "retry",
+          );
+        }
+        state = {
+          v: 1,
+          remotePath: o.remotePath,
+          size: d.size,
+          mtimeMs: d.mtimeMs,
+          chunkSize: d.chunkSize,
+          blockList: d.blockList,
+          uploadId: pre.uploadId,
+          done: {},
+        };
+        o.resume?.save(state);
+      } else {
+        o.log.info(
+          `Resuming the upload of "${o.remotePath}": ${
+            Object.keys(state.done).length
+          } of ${d.blockList.length} parts already sent`,
+        );
+        let already = 0;
+        for (const i of Object.keys(state.done)) already += partLength(d, +i);
+        if (already > 0) o.onProgress?.(already);
+      }
+      await sendParts(api, o, state);
+      const create = await api.create(
+        { ...commonForm(o, false), uploadid: state.uploadId },
+        o.signal,
+      );
+      state.created = {
+        fsId: create.fsId,
+        path: create.path,
+        size: create.size,
+      };
+      o.resume?.save(state);
+      return { kind: "created", create };
+    } catch (err) {
+      if (!(err instanceof BaiduApiError) || err.kind !== "session") throw err;
+      o.resume?.clear();
+      state = undefined;
+      if (++restarts > (o.maxRestarts ?? 3)) {
+        throw new StorageError(
+          `The upload session for "${o.remotePath}" kept expiring (${err.message}); it will be tried again next run`,
+          "retry",
+          { code: err.code },
+        );
+      }
+      o.log.warn(
+        `The upload session for "${o.remotePath}" expired (error ${err.code}); starting a new one`,
+      );
+    }
+  }
+}
+
+function loadState(o: UploadOptions): UploadState | undefined {
+  const s = o.resume?.load() as UploadState | undefined;
+  const d = o.digest;
+  if (
+    s && s.v === 1 && s.remotePath === o.remotePath && s.size === d.size &&
+    s.mtimeMs === d.mtimeMs && s.chunkSize === d.chunkSize &&
+    JSON.stringify(s.blockList) === JSON.stringify(d.blockList) &&
+    typeof s.uploadId === "string" && s.done && typeof s.done === "object"
+  ) {
+    return s;
+  }
+  if (s !== undefined) o.resume?.clear();
+  return undefined;
+}
+
+function commonForm(o: UploadOptions, pre: boolean): Record<string, string> {
+  const d = o.digest;
+  const mtime = String(Math.floor(d.mtimeMs / 1000));
+  const form: Record<string, string> = {
+    path: o.remotePath,
+    size: String(d.size),
+    isdir: "0",
+    block_list: JSON.stringify(d.blockList),
+    rtype: "3",
+    local_mtime: mtime,
+    local_ctime: mtime,
+  };
+  if (pre) {
+    form.autoinit = "1";
+    form["content-md5"] = d.md5;
+    form["slice-md5"] = d.sliceMd5;
+  }
+  return form;
+}
+
+function partLength(d: FileDigest, index: number): number {
+  return Math.min(d.chunkSize, d.size - index * d.chunkSize);
+}
+
+async function sendParts(
+  api: BaiduApi,
+  o: UploadOptions,
+  state: UploadState,
+): Promise<void> {
+  const d = o.digest;
+  const todo = d.blockList.map((_, i) => i).filter((i) => !(i in state.done));
+  if (todo.length === 0) return;
+  const host = await api.uploadHost(o.remotePath, state.uploadId, o.signal);
+  const stop = new AbortController();
+  const signal = o.signal
+    ? AbortSignal.any([o.signal, stop.signal])
+    : stop.signal;
+  let failure: unknown;
+  const worker = async () => {
+    while (todo.length > 0 && failure === undefined) {
+      const index = todo.shift()!;
+      try {
+        const md5 = await sendPart(api, o, state, host, index, signal);
+        state.done[index] = md5;
+        o.resume?.save(state);
+        o.onProgress?.(partLength(d, index));
+      } catch (err) {
+        if (failure === undefined) failure = err;
+        stop.abort(err);
+      }
+    }
+  };
+  const n = Math.max(1, Math.min(o.concurrency, todo.length));
+  await Promise.all(Array.from({ length: n }, worker));
+  if (failure !== undefined) {
+    o.signal?.throwIfAborted();
+    throw failure;
+  }
+}
+
+async function sendPart(
+  api: BaiduApi,
+  o: UploadOptions,
+  state: UploadState,
+  host: string,
+  index: number,
+  signal: AbortSignal,
+): Promise<string> {
+  const d = o.digest;
+  const length = partLength(d, index);
+  const boundary = `image-agent-${crypto.randomUUID()}`;
+  const head = new TextEncoder().encode(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; ` +
+      `filename="part${index}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+  );
+  const tail = new TextEncoder().encode(`\r\n--${boundary}--\r\n`);
+  for (let attempt = 1;; attempt++) {
+    const body = new Uint8Array(head.length + length + tail.length);
+    body.set(head, 0);
+    const chunk = body.subarray(head.length, head.length + length);
+    await readAt(o.localPath, index * d.chunkSize, chunk);
+    body.set(tail, head.length + length);
+    if (md5Hex(chunk) !== d.blockList[index]) {
+      throw new StorageError(
+        `The image "${o.localPath}" changed while it was being uploaded; it will be tried again`,
+        "retry",
+      );
+    }
+    const md5 = await api.uploadPart(
+      host,
+      { path: o.remotePath, uploadid: state.uploadId, partseq: index },
+      body,
+      boundary,
+      signal,
+    );
+    if (md5.toLowerCase() === d.blockList[index]) return d.blockList[index];
+    if (attempt >= MD5_TRIES) {
+      throw new StorageError(
+        `Baidu Netdisk received part ${
+          index + 1
+        } of "${o.remotePath}" damaged ${MD5_TRIES} times (MD5 differs); it will be tried again`,
+        "retry",
+      );
+    }
+    o.log.warn(
+      `Part ${
+        index + 1
+      } of "${o.remotePath}" arrived damaged (MD5 differs); sending it again`,
+    );
+  }
+}
+
+/** Fills `into` with the file's bytes at `offset`. */
+async function readAt(
+  path: string,
+  offset: number,
+  into: Uint8Array,
+): Promise<void> {
+  using file = await Deno.open(path, { read: true });
+  await file.seek(offset, Deno.SeekMode.Start);
+  let filled = 0;
+  while (filled < into.length) {
+    const n = await file.read(into.subarray(filled));
+    if (n === null) {
+      throw new StorageError(
+        `The image "${path}" became shorter while it was being uploaded; it will be tried again`,
+        "retry",
+      );
+    }
+    filled += n;
+  }
+}
