@@ -1,0 +1,503 @@
+/**
+ * The engine end to end on a real shop database (every backend in
+ * `shopBackends()`), real image files and a real backup folder.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runPass } from "../src/engine/pass.ts";
+import { restoreOrders } from "../src/engine/restore.ts";
+import { pruneExpired } from "../src/engine/retention.ts";
+import type { Step } from "../src/engine/engine.ts";
+import { ConfigError } from "../src/errors.ts";
+import { shopBackends } from "./fakes/shop_fixture.ts";
+import {
+  daysAgo,
+  exists,
+  makeShop,
+  noise,
+  NOW,
+  openEngine,
+  snapshotFiles,
+  type TestOrder,
+  type TestShop,
+} from "./helpers.ts";
+
+const A1 = noise(3000, 1);
+const A2 = noise(5000, 2);
+
+function standardOrders(): TestOrder[] {
+  return [
+    {
+      key: 1,
+      orderNo: "A001",
+      status: "shipped",
+      image: "2026-05/猫 橘子.png",
+      shippedAt: daysAgo(30),
+      content: A1,
+    },
+    {
+      key: 2,
+      orderNo: "A002",
+      status: "processing",
+      image: "2026-05/dog.png",
+      shippedAt: daysAgo(20),
+      content: A2,
+    },
+    {
+      key: 3,
+      orderNo: "A003",
+      status: "shipped",
+      image: "2026-05/recent.png",
+      shippedAt: daysAgo(5),
+      content: "recent",
+    },
+    {
+      key: 4,
+      orderNo: "A004",
+      status: "pending",
+      image: "pending.png",
+      shippedAt: null,
+      content: "pending",
+    },
+    {
+      key: 5,
+      orderNo: "A005",
+      status: "shipped",
+      image: "../outside.png",
+      shippedAt: daysAgo(30),
+    },
+    {
+      key: 6,
+      orderNo: "A006",
+      status: "shipped",
+      image: "missing.png",
+      shippedAt: daysAgo(30),
+    },
+    {
+      key: 7,
+      orderNo: "A007",
+      status: "shipped",
+      image: null,
+      shippedAt: daysAgo(30),
+    },
+    {
+      key: 8,
+      orderNo: "A008",
+      status: "shipped",
+      image: "link.png",
+      shippedAt: daysAgo(30),
+    },
+  ];
+}
+
+/** The standard shop plus a file outside the root reached three ways. */
+async function standardShop(backend: ReturnType<typeof shopBackends>[number]) {
+  const shop = await makeShop(backend, { orders: standardOrders() });
+  const outside = join(shop.dir, "outside.png");
+  await Deno.writeTextFile(outside, "not ours");
+  await Deno.symlink(outside, join(shop.root, "link.png"));
+  await shop.fixture.insertOrders([
+    {
+      key: 9,
+      orderNo: "A009",
+      status: "shipped",
+      image: outside,
+      shippedAt: daysAgo(30),
+    },
+  ]);
+  return { shop, outside };
+}
+
+async function imageColumns(shop: TestShop) {
+  return Object.fromEntries(
+    (await shop.fixture.orders()).map((o) => [o.orderNo, o.image]),
+  );
+}
+
+for (const backend of shopBackends()) {
+  const name = (s: string) => `[${backend.driver}] ${s}`;
+
+  Deno.test(
+    name("runPass() backs up, deletes and clears only eligible orders"),
+    async () => {
+      const { shop, outside } = await standardShop(backend);
+      try {
+        const e = await openEngine(shop);
+        const r = await runPass(e, { mode: "run", dryRun: false });
+        await e.close();
+        assert.deepEqual(r.summary, {
+          eligible: 6,
+          backedUp: 2,
+          cleaned: 2,
+          failed: 0,
+          skipped: 4,
+          freedBytes: A1.length + A2.length,
+          dryRun: false,
+        });
+        const cols = await imageColumns(shop);
+        assert.equal(cols.A001, null);
+        assert.equal(cols.A002, null);
+        assert.equal(cols.A003, "2026-05/recent.png");
+        assert.equal(cols.A004, "pending.png");
+        assert.equal(cols.A005, "../outside.png");
+        assert.equal(cols.A006, "missing.png");
+        assert.equal(cols.A008, "link.png");
+        assert.equal(cols.A009, outside);
+        assert.equal(
+          await exists(join(shop.root, "2026-05/猫 橘子.png")),
+          false,
+        );
+        assert.equal(await exists(join(shop.root, "2026-05/dog.png")), false);
+        assert.equal(await exists(join(shop.root, "2026-05/recent.png")), true);
+        assert.equal(await exists(join(shop.root, "link.png")), true);
+        assert.equal(await Deno.readTextFile(outside), "not ours");
+        const copies = await snapshotFiles(shop.backupDir);
+        assert.deepEqual([...copies.keys()].sort(), [
+          "A001/猫 橘子.png",
+          "A002/dog.png",
+        ]);
+        assert.deepEqual(copies.get("A001/猫 橘子.png"), A1);
+        assert.deepEqual(copies.get("A002/dog.png"), A2);
+        const reasons = Object.fromEntries(
+          r.outcomes.filter((o) => o.action === "skipped").map((
+            o,
+          ) => [o.orderNo, o.detail]),
+        );
+        assert.match(reasons.A005!, /outside images.root/);
+        assert.match(reasons.A006!, /missing/);
+        assert.match(reasons.A008!, /symlink/);
+        assert.match(reasons.A009!, /outside images.root/);
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+
+  Deno.test(
+    name("runPass() with dryRun changes no file, row or ledger entry"),
+    async () => {
+      const { shop } = await standardShop(backend);
+      try {
+        const before = await snapshotFiles(shop.dir);
+        const rowsBefore = await shop.fixture.orders();
+        const e = await openEngine(shop);
+        const r = await runPass(e, { mode: "run", dryRun: true });
+        const counts = e.ledger.counts();
+        await e.close();
+        assert.equal(r.summary.dryRun, true);
+        assert.equal(r.summary.backedUp, 2);
+        assert.equal(r.summary.cleaned, 2);
+        assert.equal(r.summary.skipped, 4);
+        assert.deepEqual(await shop.fixture.orders(), rowsBefore);
+        const after = await snapshotFiles(shop.dir);
+        for (const [k, v] of before) {
+          if (k.startsWith("state/")) continue;
+          assert.deepEqual(after.get(k), v, k);
+        }
+        assert.equal(counts.backups.completed + counts.backups.skipped, 0);
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+
+  for (const step of ["planned", "completed", "deleted", "cleared"] as Step[]) {
+    Deno.test(
+      name(
+        `runPass() finishes after a crash at "${step}" with nothing lost or done twice`,
+      ),
+      async () => {
+        const { shop: crashed } = await standardShop(backend);
+        const { shop: calm } = await standardShop(backend);
+        try {
+          const e1 = await openEngine(crashed, {
+            afterStep: (s, keys) => {
+              if (s === step && keys.length > 0) {
+                throw new Error(`crash after ${s}`);
+              }
+            },
+          });
+          await assert.rejects(
+            runPass(e1, { mode: "run", dryRun: false }),
+            /crash after/,
+          );
+          await e1.close();
+          // Whatever the crash left, no image is gone without its copy.
+          for (const o of await crashed.fixture.orders()) {
+            if (o.orderNo !== "A001" && o.orderNo !== "A002") continue;
+            const local = join(
+              crashed.root,
+              o.orderNo === "A001" ? "2026-05/猫 橘子.png" : "2026-05/dog.png",
+            );
+            if (!(await exists(local))) {
+              const copy = join(
+                crashed.backupDir,
+                o.orderNo,
+                o.orderNo === "A001" ? "猫 橘子.png" : "dog.png",
+              );
+              assert.deepEqual(
+                await Deno.readFile(copy),
+                o.orderNo === "A001" ? A1 : A2,
+              );
+            }
+          }
+          const e2 = await openEngine(crashed);
+          await runPass(e2, { mode: "run", dryRun: false });
+          const events = e2.ledger.events({ limit: 1000 });
+          await e2.close();
+
+          const e3 = await openEngine(calm);
+          await runPass(e3, { mode: "run", dryRun: false });
+          await e3.close();
+
+          const strip = async (shop: TestShop) =>
+            (await shop.fixture.orders()).map((r) => ({
+              ...r,
+              image: r.image?.replace(shop.dir, "<dir>") ?? null,
+            }));
+          assert.deepEqual(await strip(crashed), await strip(calm));
+          const a = await snapshotFiles(crashed.backupDir);
+          const b = await snapshotFiles(calm.backupDir);
+          assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+          for (const [k, v] of b) assert.deepEqual(a.get(k), v, k);
+          assert.deepEqual(
+            [...(await snapshotFiles(crashed.root)).keys()].sort(),
+            [...(await snapshotFiles(calm.root)).keys()].sort(),
+          );
+          for (const orderNo of ["A001", "A002"]) {
+            const kinds = events.filter((ev) => ev.orderNo === orderNo).map((
+              ev,
+            ) => ev.kind);
+            assert.equal(
+              kinds.filter((k) => k === "backed_up").length,
+              1,
+              `${orderNo}: ${kinds}`,
+            );
+            assert.equal(
+              kinds.filter((k) => k === "deleted").length,
+              1,
+              `${orderNo}: ${kinds}`,
+            );
+            assert.equal(
+              kinds.filter((k) => k === "cleared").length,
+              1,
+              `${orderNo}: ${kinds}`,
+            );
+          }
+        } finally {
+          await crashed.close();
+          await calm.close();
+        }
+      },
+    );
+  }
+
+  Deno.test(
+    name(
+      "restoreOrders() brings the image back, verified, and holds it afterDays",
+    ),
+    async () => {
+      const { shop } = await standardShop(backend);
+      try {
+        const e = await openEngine(shop);
+        await runPass(e, { mode: "run", dryRun: false });
+        await e.close();
+
+        const r = await openEngine(shop, {
+          now: new Date(NOW.getTime() + 86400000),
+        });
+        const out = await restoreOrders(r, ["A001"], { dryRun: false });
+        assert.equal(out[0].status, "restored");
+        assert.deepEqual(
+          await Deno.readFile(join(shop.root, "2026-05/猫 橘子.png")),
+          A1,
+        );
+        assert.equal((await imageColumns(shop)).A001, "2026-05/猫 橘子.png");
+        // Nine days after the restore it is still kept.
+        r.clock.advance(9 * 86400000);
+        const held = await runPass(r, { mode: "run", dryRun: false });
+        // Only A003, old enough by now, is cleaned; A001 is held.
+        assert.deepEqual(
+          held.outcomes.filter((o) => o.action === "cleaned").map((o) =>
+            o.orderNo
+          ),
+          ["A003"],
+        );
+        assert.ok(
+          held.outcomes.some((o) =>
+            o.orderNo === "A001" && o.action === "held"
+          ),
+        );
+        assert.equal(
+          await exists(join(shop.root, "2026-05/猫 橘子.png")),
+          true,
+        );
+        // Past afterDays it is cleaned again, without a second upload.
+        r.clock.advance(2 * 86400000);
+        const again = await runPass(r, { mode: "run", dryRun: false });
+        assert.equal(again.summary.cleaned, 1);
+        assert.equal(again.summary.backedUp, 0);
+        assert.equal(
+          await exists(join(shop.root, "2026-05/猫 橘子.png")),
+          false,
+        );
+        assert.equal((await imageColumns(shop)).A001, null);
+        const kinds = r.ledger.events({ orderNo: "A001", limit: 100 }).map((
+          x,
+        ) => x.kind);
+        assert.equal(kinds.filter((k) => k === "backed_up").length, 1);
+        assert.equal(kinds.filter((k) => k === "deleted").length, 2);
+        await r.close();
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+
+  Deno.test(
+    name(
+      "restoreOrders() refuses a copy whose bytes changed and leaves everything as it was",
+    ),
+    async () => {
+      const { shop } = await standardShop(backend);
+      try {
+        const e = await openEngine(shop);
+        await runPass(e, { mode: "run", dryRun: false });
+        const copy = join(shop.backupDir, "A002", "dog.png");
+        const damaged = await Deno.readFile(copy);
+        damaged[100] ^= 0xff;
+        await Deno.writeFile(copy, damaged);
+        const out = await restoreOrders(e, ["A002"], { dryRun: false });
+        await e.close();
+        assert.equal(out[0].status, "failed");
+        assert.match(out[0].message, /does not match the ledger/);
+        assert.equal(await exists(join(shop.root, "2026-05/dog.png")), false);
+        assert.equal((await imageColumns(shop)).A002, null);
+        const leftovers = [...(await snapshotFiles(shop.root)).keys()].filter((
+          k,
+        ) => k.includes(".restore-"));
+        assert.deepEqual(leftovers, []);
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+
+  Deno.test(
+    name(
+      "runPass() refuses to delete with no target unless backup.required is false",
+    ),
+    async () => {
+      const shop = await makeShop(backend, {
+        orders: standardOrders().slice(0, 2),
+        config: { backup: { target: "none" } },
+      });
+      try {
+        const e = await openEngine(shop);
+        await assert.rejects(
+          runPass(e, { mode: "run", dryRun: false }),
+          (err) => {
+            assert.ok(err instanceof ConfigError);
+            assert.equal(err.key, "backup.required");
+            assert.match(err.hint!, /backup.required to false/);
+            return true;
+          },
+        );
+        await e.close();
+        assert.equal(await exists(join(shop.root, "2026-05/dog.png")), true);
+        const cfg = JSON.parse(await Deno.readTextFile(shop.configPath));
+        cfg.backup.required = false;
+        await Deno.writeTextFile(shop.configPath, JSON.stringify(cfg));
+        const e2 = await openEngine(shop);
+        const r = await runPass(e2, { mode: "run", dryRun: false });
+        await e2.close();
+        assert.equal(r.summary.cleaned, 2);
+        assert.equal(await exists(join(shop.root, "2026-05/dog.png")), false);
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+
+  Deno.test(
+    name(
+      "runPass() in backup mode deletes nothing, and cleanup mode uploads nothing",
+    ),
+    async () => {
+      const { shop } = await standardShop(backend);
+      try {
+        const e = await openEngine(shop);
+        const c0 = await runPass(e, { mode: "cleanup", dryRun: false });
+        assert.equal(c0.summary.cleaned, 0);
+        assert.deepEqual([...(await snapshotFiles(shop.backupDir)).keys()], []);
+        const b = await runPass(e, { mode: "backup", dryRun: false });
+        // backup covers every shipped order, the recent one included
+        assert.equal(b.summary.backedUp, 3);
+        assert.equal(b.summary.cleaned, 0);
+        assert.equal(await exists(join(shop.root, "2026-05/dog.png")), true);
+        const c = await runPass(e, { mode: "cleanup", dryRun: false });
+        assert.equal(c.summary.cleaned, 2);
+        assert.equal(c.summary.backedUp, 0);
+        assert.equal(await exists(join(shop.root, "2026-05/recent.png")), true);
+        await e.close();
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+
+  Deno.test(
+    name("runPass() does not delete an image that changed after its backup"),
+    async () => {
+      const { shop } = await standardShop(backend);
+      try {
+        const e = await openEngine(shop);
+        await runPass(e, { mode: "backup", dryRun: false });
+        await Deno.writeTextFile(
+          join(shop.root, "2026-05/dog.png"),
+          "repainted",
+        );
+        const r = await runPass(e, { mode: "run", dryRun: false });
+        await e.close();
+        // The new content is backed up again before it is deleted.
+        assert.equal(r.summary.cleaned, 2);
+        assert.equal(
+          await Deno.readTextFile(join(shop.backupDir, "A002", "dog.png")),
+          "repainted",
+        );
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+
+  Deno.test(
+    name(
+      "pruneExpired() removes old copies and restore then says when they expired",
+    ),
+    async () => {
+      const { shop } = await standardShop(backend);
+      try {
+        const e = await openEngine(shop);
+        await runPass(e, { mode: "run", dryRun: false });
+        e.clock.advance(366 * 86400000);
+        const dry = await pruneExpired(e, { dryRun: true });
+        assert.equal(dry.expired, 2);
+        assert.equal(await exists(join(shop.backupDir, "A001")), true);
+        const p = await pruneExpired(e, { dryRun: false });
+        assert.equal(p.expired, 2);
+        assert.equal(
+          await exists(join(shop.backupDir, "A001", "猫 橘子.png")),
+          false,
+        );
+        const out = await restoreOrders(e, ["A001"], { dryRun: false });
+        await e.close();
+        assert.equal(out[0].status, "failed");
+        assert.match(out[0].message, /expired on 2027-06-02 .* UTC/);
+      } finally {
+        await shop.close();
+      }
+    },
+  );
+}
