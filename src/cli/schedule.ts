@@ -1,35 +1,446 @@
-/** `image-agent schedule`, `install`, `uninstall`, `daemon`. */
+/**
+ * `image-agent schedule export`, `install`, `uninstall` and `daemon`:
+ * argument parsing and printing only; the work is in src/schedule/.
+ */
 
-import type { Command } from "./command.ts";
-import { UsageError } from "../errors.ts";
+import { basename, isAbsolute, join, resolve } from "node:path";
+import {
+  type Command,
+  COMMON_HELP,
+  type Deps,
+  EXIT_CODES_HELP,
+  parseCommandArgs,
+  printJson,
+} from "./command.ts";
+import { readConfig } from "./context.ts";
+import { runCommand } from "./run.ts";
+import { type Config, localTimeZone } from "../config.ts";
+import { AgentError, ConfigError, UsageError } from "../errors.ts";
+import {
+  formatLocal,
+  nextFire,
+  nextRunTime,
+  parseCron,
+} from "../schedule/cron.ts";
+import { runDaemon, type RunOnce } from "../schedule/daemon.ts";
+import {
+  FORMATS,
+  isFormat,
+  schedulerFiles,
+  type SchedulerFormat,
+  type ScheduleTarget,
+} from "../schedule/files.ts";
+import {
+  applyPlan,
+  type CommandRunner,
+  denoCommandRunner,
+  detectScheduler,
+  installPlan,
+  uninstallPlan,
+} from "../schedule/install.ts";
 
-// TODO: placeholders until the scheduler work lands; they only say so.
-function notYet(name: string, summary: string): Command {
-  return {
-    name,
-    summary,
-    help: `Usage: image-agent ${name}\n`,
-    run() {
-      return Promise.reject(
-        new UsageError(`'${name}' is not available in this build`),
+/** What install and uninstall touch on the machine; tests replace it. */
+export interface SystemAccess {
+  /** Where `/` is ("/" on a real machine). */
+  root: string;
+  run: CommandRunner;
+  /** Null where the platform has no such notion (Windows). */
+  isRoot: () => boolean | null;
+  os: string;
+  /** The machine's local IANA zone. */
+  machineZone: () => string;
+}
+
+export const realSystem: SystemAccess = {
+  root: "/",
+  run: denoCommandRunner,
+  isRoot: () => Deno.build.os === "windows" ? null : Deno.uid() === 0,
+  os: Deno.build.os,
+  machineZone: localTimeZone,
+};
+
+const DEFAULT_BINARY: Record<string, string> = {
+  windows: "C:\\Program Files\\image-agent\\image-agent.exe",
+  other: "/usr/local/bin/image-agent",
+};
+
+/** Is this path the Deno runtime rather than the compiled image-agent? */
+function isDenoRuntime(path: string): boolean {
+  return /^deno(\.exe)?$/i.test(basename(path));
+}
+
+function parseFormat(name: string | undefined, flag: string): SchedulerFormat {
+  if (name === undefined || !isFormat(name)) {
+    throw new UsageError(
+      name === undefined
+        ? `Missing ${flag}`
+        : `Unknown ${flag} "${name}" (expected ${FORMATS.join(", ")})`,
+      { hint: `choose one of ${FORMATS.join(", ")}` },
+    );
+  }
+  return name;
+}
+
+/** The binary the entries will start: --binary, else this program. */
+function binaryFor(
+  deps: Deps,
+  flag: string | undefined,
+  format: SchedulerFormat,
+  forInstall: boolean,
+): string {
+  if (flag) {
+    if (!isAbsolute(flag) && !/^[A-Za-z]:\\/.test(flag)) {
+      throw new UsageError(
+        `--binary must be an absolute path, not "${flag}"`,
       );
+    }
+    return flag;
+  }
+  if (!isDenoRuntime(deps.execPath)) return deps.execPath;
+  if (forInstall) {
+    throw new UsageError(
+      `This is running under the Deno runtime (${deps.execPath}), not the compiled image-agent binary`,
+      {
+        hint:
+          "install the compiled binary and run 'image-agent install' from it, or pass --binary PATH",
+      },
+    );
+  }
+  const binary = DEFAULT_BINARY[format === "windows" ? "windows" : "other"];
+  deps.log.warn(
+    `Running under the Deno runtime: the files start ${binary} (set --binary to change it)`,
+  );
+  return binary;
+}
+
+/** Reads the config and turns a bad schedule.cron into a config error. */
+function readScheduleConfig(
+  deps: Deps,
+  flag: string | undefined,
+  checkPaths: boolean,
+): Config {
+  const config = readConfig(deps, flag, checkPaths);
+  try {
+    nextFire(
+      parseCron(config.schedule.cron),
+      deps.clock.now(),
+      config.schedule.timezone,
+    );
+  } catch (err) {
+    throw new ConfigError(
+      `Config key "schedule.cron": ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      "schedule.cron",
+      { hint: 'five fields, such as "0 2 * * *" for 02:00 every night' },
+    );
+  }
+  return config;
+}
+
+function scheduleTarget(
+  config: Config,
+  binary: string,
+  machineZone: string,
+  now: Date,
+): ScheduleTarget {
+  return { binary, configFile: config.file, config, machineZone, now };
+}
+
+// --- schedule export ---------------------------------------------------------
+
+const SCHEDULE_HELP =
+  `Usage: image-agent schedule export --format FORMAT --out DIR [OPTIONS]
+
+Write the OS scheduler files for schedule.cron in schedule.timezone into
+DIR, without registering anything. 'image-agent install' writes the same
+files into place and registers them.
+
+Formats:
+  systemd   image-agent.service (oneshot, hardened, may write only the
+            image, state, backup and shop database folders) and
+            image-agent.timer (OnCalendar= in the configured zone,
+            Persistent=true, RandomizedDelaySec= from the config)
+  cron      image-agent.cron: one line with a marker comment. Debian cron
+            has no per-job zone: the hours are converted into this
+            machine's zone, or the schedule is refused
+  windows   image-agent.xml: Task Scheduler XML (UTF-16 LE with BOM) for
+            'schtasks /Create /XML image-agent.xml /TN \\image-agent\\nightly'
+  launchd   com.image-agent.nightly.plist for /Library/LaunchDaemons
+
+Windows and launchd run in the machine's own zone and have no ranges or
+weekday-AND-date rules; what they cannot express is refused, not
+approximated.
+
+Options:
+      --format FORMAT     systemd, cron, windows or launchd
+      --out DIR           folder to write into (created if missing)
+      --binary PATH       absolute path of image-agent on the target machine
+                          (default: this program)
+      --machine-zone ZONE the target machine's zone, for cron, windows and
+                          launchd (default: this machine's zone)
+${COMMON_HELP}
+
+${EXIT_CODES_HELP}
+`;
+
+export const scheduleCommand: Command = {
+  name: "schedule",
+  summary: "write OS scheduler files: schedule export --format F --out DIR",
+  help: SCHEDULE_HELP,
+  async run(deps, argv) {
+    const { values, positionals } = parseCommandArgs("schedule", argv, {
+      format: { type: "string" },
+      out: { type: "string" },
+      binary: { type: "string" },
+      "machine-zone": { type: "string" },
+    }, true);
+    if (positionals[0] !== "export" || positionals.length !== 1) {
+      throw new UsageError(
+        positionals.length === 0
+          ? "Missing the subcommand: 'schedule export'"
+          : `Unknown subcommand "schedule ${positionals.join(" ")}"`,
+        { hint: "see 'image-agent schedule --help'" },
+      );
+    }
+    const format = parseFormat(values.format, "--format");
+    if (!values.out) throw new UsageError("Missing --out DIR");
+    const config = readScheduleConfig(deps, values.config, false);
+    const binary = binaryFor(deps, values.binary, format, false);
+    const target = scheduleTarget(
+      config,
+      binary,
+      values["machine-zone"] ?? realSystem.machineZone(),
+      deps.clock.now(),
+    );
+    const files = schedulerFiles(format, target);
+    const out = resolve(values.out);
+    await Deno.mkdir(out, { recursive: true });
+    const written: string[] = [];
+    for (const f of files) {
+      const path = join(out, f.name);
+      await Deno.writeFile(path, f.bytes, { mode: 0o644 });
+      written.push(path);
+    }
+    const next = nextRunTime(config, deps.clock.now());
+    if (values.json) {
+      printJson(deps, {
+        format,
+        files: written,
+        nextRun: next?.toISOString() ?? null,
+      });
+    } else {
+      deps.stdout(
+        written.map((p) => `wrote ${p}\n`).join("") +
+          (next
+            ? `next run: ${formatLocal(next, config.schedule.timezone)}\n`
+            : ""),
+      );
+    }
+    return 0;
+  },
+};
+
+// --- install / uninstall -----------------------------------------------------
+
+const INSTALL_HELP =
+  `Usage: image-agent install [--scheduler S] [--dry-run] [OPTIONS]
+
+Register the scheduled run (schedule.cron in schedule.timezone) with this
+machine's scheduler, and create state.dir. Runs started this way are
+recorded with trigger "timer".
+
+The scheduler is picked from the machine: systemd when it is running (a
+timer in /etc/systemd/system, then 'systemctl enable --now'), else cron
+(/etc/cron.d/image-agent); Task Scheduler on Windows ('schtasks /Create
+/XML', from an elevated prompt); launchd on macOS
+(/Library/LaunchDaemons, 'launchctl bootstrap system').
+Needs root (Administrator on Windows). Running it again replaces the entry.
+
+Options:
+      --scheduler S   systemd, cron, windows or launchd (default: detected)
+  -n, --dry-run       print the files and commands; change nothing
+      --binary PATH   absolute path of image-agent (default: this program)
+${COMMON_HELP}
+
+${EXIT_CODES_HELP}
+`;
+
+const UNINSTALL_HELP =
+  `Usage: image-agent uninstall [--scheduler S] [--dry-run] [OPTIONS]
+
+Stop and remove what 'image-agent install' registered. Nothing installed
+is not an error. The config, the state folder and the ledger are kept.
+
+Options:
+      --scheduler S   systemd, cron, windows or launchd (default: detected)
+  -n, --dry-run       print what would be removed; change nothing
+${COMMON_HELP}
+
+${EXIT_CODES_HELP}
+`;
+
+/** `install`, against the given system (tests pass a temp root). */
+export function makeInstallCommand(system: SystemAccess): Command {
+  return {
+    name: "install",
+    summary:
+      "register the nightly run with systemd, cron, Task Scheduler or launchd",
+    help: INSTALL_HELP,
+    async run(deps, argv) {
+      const { values } = parseCommandArgs("install", argv, {
+        scheduler: { type: "string" },
+        "dry-run": { type: "boolean", short: "n" },
+        binary: { type: "string" },
+      });
+      const scheduler = values.scheduler === undefined
+        ? detectScheduler(system.os, system.root)
+        : parseFormat(values.scheduler, "--scheduler");
+      const config = readScheduleConfig(deps, values.config, true);
+      const binary = binaryFor(deps, values.binary, scheduler, true);
+      const plan = installPlan({
+        scheduler,
+        root: system.root,
+        target: scheduleTarget(
+          config,
+          binary,
+          system.machineZone(),
+          deps.clock.now(),
+        ),
+      });
+      const dryRun = values["dry-run"] ?? false;
+      const lines: string[] = [];
+      const report = (line: string) => {
+        lines.push(line);
+        if (!values.json) deps.stdout(line + "\n");
+      };
+      report(
+        `${
+          dryRun ? "Dry run: " : ""
+        }installing the ${scheduler} entry for cron "${config.schedule.cron}" in ${config.schedule.timezone}`,
+      );
+      await applyPlan(plan, {
+        run: system.run,
+        isRoot: system.isRoot(),
+        dryRun,
+        report,
+        action: "install",
+      });
+      const next = nextRunTime(config, deps.clock.now());
+      if (next) {
+        report(`next run: ${formatLocal(next, config.schedule.timezone)}`);
+      }
+      if (values.json) {
+        printJson(deps, {
+          scheduler,
+          dryRun,
+          files: plan.files.map((f) => f.path),
+          steps: lines,
+        });
+      }
+      return 0;
     },
   };
 }
 
-export const scheduleCommand = notYet(
-  "schedule",
-  "write OS scheduler files: schedule export --format F --out DIR",
-);
-export const installCommand = notYet(
-  "install",
-  "register the nightly run with systemd, cron, Task Scheduler or launchd",
-);
-export const uninstallCommand = notYet(
-  "uninstall",
-  "remove what 'install' registered",
-);
-export const daemonCommand = notYet(
-  "daemon",
-  "stay up and run on schedule.cron (Deno.cron)",
-);
+/** `uninstall`, against the given system. */
+export function makeUninstallCommand(system: SystemAccess): Command {
+  return {
+    name: "uninstall",
+    summary: "remove what 'install' registered",
+    help: UNINSTALL_HELP,
+    async run(deps, argv) {
+      const { values } = parseCommandArgs("uninstall", argv, {
+        scheduler: { type: "string" },
+        "dry-run": { type: "boolean", short: "n" },
+      });
+      const scheduler = values.scheduler === undefined
+        ? detectScheduler(system.os, system.root)
+        : parseFormat(values.scheduler, "--scheduler");
+      // Only the Windows task file sits beside the config; a missing or
+      // broken config must not keep anyone from uninstalling.
+      let configFile = "C:\\ProgramData\\image-agent\\config.json";
+      try {
+        configFile = readConfig(deps, values.config, false).file;
+      } catch (err) {
+        if (scheduler === "windows") throw err;
+      }
+      const dryRun = values["dry-run"] ?? false;
+      const lines: string[] = [];
+      const report = (line: string) => {
+        lines.push(line);
+        if (!values.json) deps.stdout(line + "\n");
+      };
+      report(`${dryRun ? "Dry run: " : ""}removing the ${scheduler} entry`);
+      await applyPlan(uninstallPlan(scheduler, system.root, configFile), {
+        run: system.run,
+        isRoot: system.isRoot(),
+        dryRun,
+        report,
+        action: "uninstall",
+      });
+      if (values.json) printJson(deps, { scheduler, dryRun, steps: lines });
+      return 0;
+    },
+  };
+}
+
+export const installCommand = makeInstallCommand(realSystem);
+export const uninstallCommand = makeUninstallCommand(realSystem);
+
+// --- daemon ------------------------------------------------------------------
+
+const DAEMON_HELP = `Usage: image-agent daemon [OPTIONS]
+
+Stay up and run the full pass on schedule.cron in schedule.timezone, for
+use under any supervisor (systemd, Docker, NSSM, supervisord...). Runs are
+recorded with trigger "daemon".
+
+Each next time is computed in the configured zone, so runs happen at the
+configured local time across daylight-saving changes: a local time that
+does not exist that night (spring) is skipped, one that occurs twice
+(autumn) runs once. Runs never overlap; a slot that passes while a run is
+going on is skipped, and a run missed while the daemon was down is not
+made up (use the systemd timer for that).
+
+SIGTERM or Ctrl-C: a waiting daemon exits at once; a running one finishes
+the order in hand, records the run, then exits with code 0.
+
+Options:
+${COMMON_HELP}
+
+${EXIT_CODES_HELP}
+`;
+
+export const daemonCommand: Command = {
+  name: "daemon",
+  summary: "stay up and run on schedule.cron in schedule.timezone",
+  help: DAEMON_HELP,
+  async run(deps, argv) {
+    const { values } = parseCommandArgs("daemon", argv, {});
+    const config = readScheduleConfig(deps, values.config, true);
+    const runOnce: RunOnce = async (signal) => {
+      try {
+        return await runCommand.run(
+          { ...deps, trigger: "daemon", signal },
+          ["--config", config.file],
+        );
+      } catch (err) {
+        // As main would report it; the daemon itself keeps going.
+        if (!(err instanceof AgentError)) throw err;
+        deps.log.error(err.message);
+        if (err.hint) deps.log.info(`hint: ${err.hint}`);
+        return err.exitCode;
+      }
+    };
+    const result = await runDaemon({
+      cron: config.schedule.cron,
+      timeZone: config.schedule.timezone,
+      clock: deps.clock,
+      runOnce,
+      signal: deps.signal,
+      log: deps.log,
+    });
+    return result.exitCode;
+  },
+};
