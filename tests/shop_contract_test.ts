@@ -327,7 +327,8 @@ for (const backend of shopBackends()) {
       async ({ open }) => {
         const shop = await open();
         await assert.rejects(
-          shop.eligible({ shippedBefore: new Date(), limit: 10 }),
+          async () =>
+            await shop.eligible({ shippedBefore: new Date(), limit: 10 }),
           /has no column "shipped_at" yet/,
         );
       },
