@@ -67,7 +67,6 @@ export interface Config {
   backup: BackupConfig;
   state: { dir: string };
   schedule: { cron: string; timezone: string; randomizedDelaySec: number };
-  log: { level: "error" | "warn" | "info" | "debug" };
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -171,16 +170,6 @@ export const CONFIG_SCHEMA: Schema = {
       cron: { type: "string", default: "0 2 * * *" },
       timezone: { type: "string", default: "" },
       randomizedDelaySec: { type: "integer", default: 0, min: 0, max: 86400 },
-    },
-  },
-  log: {
-    type: "object",
-    fields: {
-      level: {
-        type: "string",
-        default: "info",
-        enum: ["error", "warn", "info", "debug"],
-      },
     },
   },
 };

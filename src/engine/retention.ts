@@ -34,7 +34,6 @@ export async function pruneExpired(
   const before = new Date(
     d.clock.now().getTime() - d.config.backup.retentionDays * DAY_MS,
   );
-  let offsetGuard = 0;
   for (;;) {
     if (d.signal?.aborted) break;
     const rows = d.ledger.expiring(
@@ -74,7 +73,6 @@ export async function pruneExpired(
       );
     }
     result.expired += rows.length;
-    if (++offsetGuard > 1_000_000) break;
   }
   return result;
 }
