@@ -280,6 +280,10 @@ export interface ApplyOptions {
   action: string;
 }
 
+interface RunOptions extends ApplyOptions {
+  scheduler: SchedulerFormat;
+}
+
 /** Carries out a plan, or with dryRun only reports it. */
 export async function applyPlan(
   plan: Plan,
@@ -325,9 +329,10 @@ export async function applyPlan(
     }
   }
   // Uninstall: deregister first, then remove the files, then reload.
+  const runOptions = { ...options, scheduler: plan.scheduler };
   let changed = await runCommands(
     plan.commands.filter((c) => !c.afterRemoval),
-    options,
+    runOptions,
   );
   let removed = 0;
   for (const path of plan.remove) {
@@ -339,7 +344,7 @@ export async function applyPlan(
   if (removed > 0) {
     changed += await runCommands(
       plan.commands.filter((c) => c.afterRemoval),
-      options,
+      runOptions,
     );
   }
   if (plan.remove.length > 0 && changed + removed === 0) {
@@ -352,7 +357,7 @@ export async function applyPlan(
 /** Runs (or reports) the commands; returns how many were due. */
 async function runCommands(
   commands: PlannedCommand[],
-  options: ApplyOptions,
+  options: RunOptions,
 ): Promise<number> {
   const { report, run } = options;
   let due = 0;
@@ -389,7 +394,7 @@ async function runCommands(
       EXIT_FAILED,
       {
         hint: denied
-          ? (Deno.build.os === "windows"
+          ? (options.scheduler === "windows"
             ? "run it from an elevated (Administrator) prompt"
             : `run it again as root: sudo image-agent ${options.action}`)
           : undefined,
