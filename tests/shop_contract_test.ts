@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Config, parseConfig } from "../src/config.ts";
+import { AgentError, DatabaseBusyError } from "../src/errors.ts";
 import { openShop } from "../src/shop/open.ts";
 import type { Shop } from "../src/shop/shop.ts";
 import {
@@ -499,7 +500,124 @@ for (const backend of shopBackends()) {
     });
   });
 
+  test("clearImages() waits for a shop busy with its own writes, then reports DatabaseBusyError", async () => {
+    await withEnv(backend, {
+      withShippedAt: true,
+      busyTimeoutMs: 100,
+      rows: rows([
+        [1, "shipped", "a.png", "2025-01-01 00:00:00"],
+        [2, "shipped", "b.png", "2025-01-01 00:00:00"],
+      ]),
+    }, async ({ fx, open }) => {
+      const shop = await open();
+      await shop.migrate(new Date());
+      let release = await fx.holdWriteLock();
+      const start = Date.now();
+      try {
+        await assert.rejects(
+          async () => await shop.clearImages([{ key: "1", image: "a.png" }]),
+          (err) => {
+            assert.ok(err instanceof DatabaseBusyError, String(err));
+            assert.match(err.message, /stayed locked by another writer/);
+            assert.match(err.hint ?? "", /database.busyTimeoutMs/);
+            return true;
+          },
+        );
+      } finally {
+        await release();
+      }
+      assert.ok(Date.now() - start >= 1900, "waited for the patience");
+      assert.equal((await fx.orders())[0].image, "a.png", "nothing changed");
+
+      // A lock that goes away while the agent waits is simply waited for.
+      // (SQLite waits synchronously, so this process cannot let go meanwhile;
+      // tests/cli_test.ts covers it with a second process.)
+      if (d === "sqlite") return;
+      release = await fx.holdWriteLock();
+      const later = setTimeout(() => release(), 400);
+      try {
+        assert.deepEqual(
+          await shop.clearImages([{ key: "2", image: "b.png" }]),
+          ["2"],
+        );
+      } finally {
+        clearTimeout(later);
+        await release().catch(() => {});
+      }
+    });
+  });
+
   if (d !== "sqlite") {
+    test("openShop() names the host, never the password, when the server cannot be reached", async () => {
+      const dir = await Deno.makeTempDir({ prefix: "ia-shop-" });
+      try {
+        const config = parseConfig(
+          {
+            database: {
+              driver: d,
+              url: `${d}://agent:s3cret-pw@127.0.0.1:1/shop`,
+            },
+            images: { root: dir },
+            backup: { target: "none" },
+            state: { dir },
+          },
+          join(dir, "image-agent.json"),
+          { checkPaths: false },
+        );
+        await assert.rejects(
+          async () => await openShop(config),
+          (err) => {
+            assert.ok(err instanceof AgentError, String(err));
+            assert.match(err.message, /agent@127\.0\.0\.1:1\/shop/);
+            assert.doesNotMatch(
+              `${err.message} ${err.hint} ${String(err.cause)}`,
+              /s3cret-pw/,
+            );
+            return true;
+          },
+        );
+        Deno.env.delete("IMAGE_AGENT_TEST_NO_SUCH_VAR");
+        const noVar = parseConfig(
+          {
+            database: {
+              driver: d,
+              url: `${d}://agent@127.0.0.1:1/shop`,
+              passwordEnv: "IMAGE_AGENT_TEST_NO_SUCH_VAR",
+            },
+            images: { root: dir },
+            backup: { target: "none" },
+            state: { dir },
+          },
+          join(dir, "image-agent.json"),
+          { checkPaths: false },
+        );
+        await assert.rejects(
+          async () => await openShop(noVar),
+          /"database.passwordEnv": the environment variable "IMAGE_AGENT_TEST_NO_SUCH_VAR" is not set/,
+        );
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+
+    test("openShop() reports a wrong password as a config error", async () => {
+      await withEnv(backend, {}, async ({ config }) => {
+        const db = config.database as { passwordEnv?: string };
+        const env = (n: string) =>
+          n === db.passwordEnv ? "wrong-password" : Deno.env.get(n);
+        await assert.rejects(
+          async () => await openShop(config, { env }),
+          (err) => {
+            assert.ok(err instanceof AgentError, String(err));
+            assert.equal(err.exitCode, 2);
+            assert.match(err.message, /Cannot log in to the shop database/);
+            assert.doesNotMatch(err.message, /wrong-password/);
+            return true;
+          },
+        );
+      });
+    });
+
     test("claim() gives two agents racing for the same orders disjoint sets", async () => {
       await withEnv(backend, {}, async ({ open }) => {
         const a = await open();

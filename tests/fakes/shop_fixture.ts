@@ -52,6 +52,12 @@ export interface ShopFixture {
    */
   orders(): Promise<OrderRowSpec[]>;
   setStatus(key: number, status: string): Promise<void>;
+  /**
+   * Takes the write lock a busy shop holds (SQLite: the file's write lock;
+   * servers: a transaction holding every order row), from a connection of
+   * its own, until the returned function is called.
+   */
+  holdWriteLock(): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -205,6 +211,16 @@ class SqliteFixture implements ShopFixture {
     this.#db.prepare(`UPDATE ${n.table} SET ${n.status} = ? WHERE ${n.key} = ?`)
       .run(status, key);
     return Promise.resolve();
+  }
+
+  holdWriteLock(): Promise<() => Promise<void>> {
+    const other = new DatabaseSync(this.database.path as string);
+    other.exec("BEGIN IMMEDIATE");
+    return Promise.resolve(() => {
+      other.exec("ROLLBACK");
+      other.close();
+      return Promise.resolve();
+    });
   }
 
   close(): Promise<void> {

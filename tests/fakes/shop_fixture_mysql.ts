@@ -186,6 +186,17 @@ class MysqlFixture implements ShopFixture {
     });
   }
 
+  async holdWriteLock(): Promise<() => Promise<void>> {
+    const n = this.#n();
+    const other = await connect(new URL(this.#serverUrl), this.#name);
+    await other.query("START TRANSACTION");
+    await other.query(`SELECT 1 FROM ${n.table} FOR UPDATE`);
+    return async () => {
+      await other.query("ROLLBACK");
+      await other.end();
+    };
+  }
+
   async close(): Promise<void> {
     await this.#serial(() => this.#conn.end());
     const admin = await connect(new URL(this.#serverUrl));

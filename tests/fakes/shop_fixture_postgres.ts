@@ -167,6 +167,22 @@ class PostgresFixture implements ShopFixture {
     );
   }
 
+  async holdWriteLock(): Promise<() => Promise<void>> {
+    const n = this.#n();
+    const held = Promise.withResolvers<void>();
+    const locked = Promise.withResolvers<void>();
+    const done = this.#sql.begin(async (tx) => {
+      await tx.unsafe(`SELECT 1 FROM ${n.table} FOR UPDATE`);
+      locked.resolve();
+      await held.promise;
+    }).catch(locked.reject);
+    await locked.promise;
+    return async () => {
+      held.resolve();
+      await done;
+    };
+  }
+
   async close(): Promise<void> {
     await this.#sql.end({ timeout: 5 });
     const url = new URL(this.#serverUrl);
