@@ -36,6 +36,8 @@ export interface FixtureOptions extends FakeBaiduOptions {
   retries?: number;
   timeoutMs?: number;
   folder?: string;
+  /** Use the member-level chunk sizes instead of 64 KiB parts. */
+  realChunks?: boolean;
 }
 
 export async function startBaidu(
@@ -72,7 +74,7 @@ export async function startBaidu(
     clock,
     log,
     concurrency: options.concurrency ?? 3,
-    chunkSizeBytes: UNIT,
+    chunkSizeBytes: options.realChunks ? undefined : UNIT,
     retries: options.retries ?? 4,
     timeoutMs: options.timeoutMs,
   });

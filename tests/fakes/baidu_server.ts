@@ -65,6 +65,10 @@ export interface Fault {
   corrupt?: boolean;
   /** Answer a wrong MD5 for an uploaded part. */
   wrongMd5?: boolean;
+  /** create: answer success but never store the file. */
+  ghost?: boolean;
+  /** create: store the file but answer this size. */
+  lieSize?: number;
 }
 
 export class FakeBaidu {
@@ -201,7 +205,10 @@ export class FakeBaidu {
     if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
     const pcs = p.startsWith("/rest/2.0/pcs/") || method === "cdn" ||
       method === "dlink";
-    if (fault && !fault.dropAfter && !fault.corrupt && !fault.wrongMd5) {
+    const special = fault &&
+      (fault.dropAfter !== undefined || fault.corrupt || fault.wrongMd5 ||
+        fault.ghost || fault.lieSize !== undefined);
+    if (fault && !special) {
       if (fault.oauthError) {
         return json(
           { error: fault.oauthError, error_description: "injected" },
@@ -277,7 +284,7 @@ export class FakeBaidu {
       case "upload":
         return await this.#upload(req, q, fault);
       case "create":
-        return this.#create(form);
+        return this.#create(form, fault);
       case "list":
         return this.#list(q);
       case "filemetas":
@@ -453,13 +460,9 @@ export class FakeBaidu {
       );
     }
     if (fault?.dropAfter !== undefined) {
-      const reader = req.body!.getReader();
-      let got = 0;
-      while (got < fault.dropAfter) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        got += value.length;
-      }
+      // The whole body is read (an unread body stalls the connection), the
+      // part is not kept, and the answer breaks after a few bytes.
+      await req.arrayBuffer();
       return dropped();
     }
     const fd = await req.formData();
@@ -486,7 +489,7 @@ export class FakeBaidu {
     });
   }
 
-  #create(form: URLSearchParams): Response {
+  #create(form: URLSearchParams, fault?: Fault): Response {
     const path = form.get("path") ?? "";
     const s = this.sessions.get(form.get("uploadid") ?? "");
     if (!s || s.path !== path) {
@@ -550,14 +553,14 @@ export class FakeBaidu {
       bytes,
       mtime: Number(form.get("local_mtime") ?? 0),
     };
-    this.files.set(path, f);
+    if (!fault?.ghost) this.files.set(path, f);
     return json({
       errno: 0,
       fs_id: f.fsId,
       md5: "cloud" + whole.slice(5),
       server_filename: path.split("/").pop(),
       path,
-      size,
+      size: fault?.lieSize ?? size,
       isdir: 0,
       category: 3,
     });

@@ -10,6 +10,7 @@
  * never contain a token or an address with its query.
  */
 
+import { AgentError, StorageError } from "../../errors.ts";
 import { redact } from "../../log.ts";
 
 /** What the client does about an error. */
@@ -171,4 +172,26 @@ export function safeUrl(url: string | URL): string {
   } catch {
     return "(address)";
   }
+}
+
+/**
+ * The engine's view of an error: API and network errors become
+ * `StorageError`s (token trouble and a full drive stop the run, a refused
+ * name or size skips the order, the rest fails it for the next run); other
+ * `AgentError`s and aborts pass through unchanged.
+ */
+export function toStorageError(err: unknown, what: string): unknown {
+  if (err instanceof AgentError) return err;
+  if (err instanceof BaiduNetworkError) {
+    return new StorageError(`${err.message} (during ${what})`, "retry");
+  }
+  if (err instanceof BaiduApiError) {
+    const failure = err.kind === "quota" || err.kind === "auth"
+      ? "stop"
+      : err.kind === "name" || err.kind === "too_large"
+      ? "skip"
+      : "retry";
+    return new StorageError(err.message, failure, { code: err.code });
+  }
+  return err;
 }

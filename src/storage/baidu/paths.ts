@@ -7,6 +7,7 @@
  * inside a name are fine.
  */
 
+// deno-lint-ignore no-control-regex -- control characters are what we refuse
 const FORBIDDEN = /[\\?|"><:*\x00-\x1f\x7f]/;
 const MAX_PATH = 1000;
 

@@ -10,7 +10,7 @@
  */
 
 import { basename } from "node:path";
-import { AgentError, StorageError } from "../../errors.ts";
+import { StorageError } from "../../errors.ts";
 import { formatBytes, type Logger } from "../../log.ts";
 import type { Clock } from "../../clock.ts";
 import {
@@ -32,7 +32,7 @@ import {
   vipName,
 } from "./digest.ts";
 import { downloadStream } from "./download.ts";
-import { BaiduApiError, BaiduNetworkError } from "./errors.ts";
+import { BaiduApiError, toStorageError } from "./errors.ts";
 import { BaiduHttp } from "./http.ts";
 import type { TokenSource } from "./tokens.ts";
 import { uploadFile } from "./upload.ts";
@@ -111,9 +111,9 @@ export class BaiduStorage implements Storage {
         if (s.size > limit) {
           admission.rejected.set(
             s.path,
-            `${formatBytes(s.size)} is over the ${
+            `${formatBytes(s.size)} is over Baidu's ${
               formatBytes(limit)
-            } Baidu allows a ${vipName(vipType)} account for one file`,
+            } limit for one file (${vipName(vipType)} account)`,
           );
         } else if (Math.ceil(s.size / chunk) > MAX_PARTS) {
           admission.rejected.set(
@@ -322,19 +322,7 @@ export class BaiduStorage implements Storage {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof AgentError) throw err;
-      if (err instanceof BaiduNetworkError) {
-        throw new StorageError(`${err.message} (during ${what})`, "retry");
-      }
-      if (err instanceof BaiduApiError) {
-        const failure = err.kind === "quota" || err.kind === "auth"
-          ? "stop"
-          : err.kind === "name" || err.kind === "too_large"
-          ? "skip"
-          : "retry";
-        throw new StorageError(err.message, failure, { code: err.code });
-      }
-      throw err;
+      throw toStorageError(err, what);
     }
   }
 }

@@ -1,0 +1,358 @@
+/**
+ * Uploads to Baidu Netdisk against the loopback fake: parts in flight,
+ * retries, resume, session restarts, and every failure class. The rule
+ * checked throughout: `put` resolves only when the fake holds exactly the
+ * bytes of the source; otherwise it throws a `StorageError` saying what the
+ * engine must do.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { AuthRequiredError, StorageError } from "../src/errors.ts";
+import type { UploadSource } from "../src/storage/storage.ts";
+import {
+  memorySlot,
+  patternBytes,
+  startBaidu,
+  UNIT,
+} from "./fakes/baidu_fixture.ts";
+import type { Fault } from "./fakes/baidu_server.ts";
+
+const FOLDER = "/apps/image-agent/hd";
+
+async function source(
+  dir: string,
+  size: number,
+  name = "portrait.jpg",
+  orderNo = "SO-1",
+): Promise<UploadSource & { bytes: Uint8Array }> {
+  const bytes = patternBytes(size, size % 97);
+  const path = join(dir, `${crypto.randomUUID()}.bin`);
+  await Deno.writeFile(path, bytes);
+  return { orderNo, path, fileName: name, size, bytes };
+}
+
+function storedEquals(
+  stored: Uint8Array | undefined,
+  bytes: Uint8Array,
+): boolean {
+  return !!stored && stored.length === bytes.length &&
+    stored.every((b, i) => b === bytes[i]);
+}
+
+function assertNoSecrets(texts: string[], secrets: string[]) {
+  for (const t of texts) {
+    for (const s of secrets) {
+      assert.ok(!t.includes(s), `a secret leaked into: ${t}`);
+    }
+  }
+}
+
+Deno.test("put() sends every part with several in flight and the fake holds the same bytes", async () => {
+  await using f = await startBaidu({ concurrency: 4 });
+  const src = await source(f.dir, 10 * UNIT + 123);
+  const put = await f.storage.put(src);
+  assert.equal(put.remotePath, `${FOLDER}/SO-1/portrait.jpg`);
+  assert.equal(f.fake.calls.get("upload"), 11);
+  assert.equal(f.fake.calls.get("create"), 1);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.match(put.verifiedBy, /create/);
+  assertNoSecrets(f.log.lines, f.secrets());
+});
+
+Deno.test("put() backs off on rate limits and server errors, then succeeds", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("upload", {
+    errorCode: 31034,
+    status: 403,
+    msg: "hit frequence control",
+  }, 2);
+  f.fake.fail("precreate", { errno: 31212, msg: "service unavailable" });
+  f.fake.fail("create", { status: 502 });
+  const before = f.clock.now().getTime();
+  const src = await source(f.dir, 3 * UNIT);
+  await f.storage.put(src);
+  const waited = f.clock.now().getTime() - before;
+  assert.ok(waited >= 90_000, `rate limits wait long (waited ${waited} ms)`);
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
+Deno.test("put() fails with 'retry' once server errors outlast the retries, and stores nothing", async () => {
+  await using f = await startBaidu({ retries: 2 });
+  f.fake.fail("upload", { errorCode: 31213, status: 503, msg: "busy" }, 50);
+  const src = await source(f.dir, 2 * UNIT);
+  await assert.rejects(f.storage.put(src), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "retry");
+    assert.match(err.message, /31213/);
+    return true;
+  });
+  assert.equal(f.fake.files.size, 0);
+});
+
+Deno.test("put() resends a part whose connection dropped mid-body", async () => {
+  await using f = await startBaidu({ concurrency: 2 });
+  f.fake.fail("upload", { dropAfter: 1000 }, 2);
+  const src = await source(f.dir, 4 * UNIT + 5);
+  await f.storage.put(src);
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+  assert.equal(f.fake.calls.get("upload"), 7);
+});
+
+Deno.test("put() resends a part the server received damaged (MD5 differs)", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("upload", { wrongMd5: true });
+  const src = await source(f.dir, 2 * UNIT);
+  await f.storage.put(src);
+  assert.equal(f.fake.calls.get("upload"), 3);
+  assert.ok(f.log.lines.some((l) => /arrived damaged/.test(l)));
+});
+
+Deno.test("put() starts a new session when the server says the upload id expired", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("upload", {
+    errorCode: 31299,
+    status: 400,
+    msg: "Expried Time Not Match, uploadid has expire",
+  });
+  const src = await source(f.dir, 3 * UNIT);
+  await f.storage.put(src);
+  assert.equal(f.fake.calls.get("precreate"), 2);
+  assert.ok(f.log.lines.some((l) => /expired .*starting a new one/.test(l)));
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
+Deno.test("put() starts again when create says a part is missing (31363)", async () => {
+  await using f = await startBaidu();
+  f.fake.fail("create", { errno: 31363, msg: "block miss in superfile2" });
+  const src = await source(f.dir, 2 * UNIT + 9);
+  await f.storage.put(src);
+  assert.equal(f.fake.calls.get("precreate"), 2);
+  assert.equal(f.fake.calls.get("create"), 2);
+});
+
+Deno.test("put() continues a killed upload from the parts already sent", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  const src = await source(f.dir, 8 * UNIT);
+  const slot = memorySlot();
+  const kill = new AbortController();
+  let sent = 0;
+  await assert.rejects(
+    f.storage.put(src, {
+      resume: slot,
+      signal: kill.signal,
+      onProgress: (n) => {
+        sent += n;
+        if (sent >= 3 * UNIT) kill.abort(new Error("killed"));
+      },
+    }),
+  );
+  const saved = slot.load() as {
+    uploadId: string;
+    done: Record<string, string>;
+  };
+  assert.ok(saved?.uploadId, "the upload id is kept for the next run");
+  assert.equal(Object.keys(saved.done).length, 3);
+  assert.equal(f.fake.files.size, 0);
+
+  const uploadsBefore = f.fake.calls.get("upload")!;
+  await f.storage.put(src, { resume: slot });
+  assert.equal(f.fake.calls.get("precreate"), 1, "no new session");
+  assert.equal(
+    f.fake.calls.get("upload")! - uploadsBefore,
+    5,
+    "only the 5 missing parts",
+  );
+  assert.equal(slot.load(), undefined);
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
+Deno.test("put() recovers when the saved session expired between runs", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  const src = await source(f.dir, 4 * UNIT);
+  const slot = memorySlot();
+  const kill = new AbortController();
+  await assert.rejects(
+    f.storage.put(src, {
+      resume: slot,
+      signal: kill.signal,
+      onProgress: () => kill.abort(new Error("killed")),
+    }),
+  );
+  f.fake.expireSessions();
+  await f.storage.put(src, { resume: slot });
+  assert.equal(f.fake.calls.get("precreate"), 2);
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
+Deno.test("put() stops the run when the drive is full and says how much is needed", async () => {
+  await using f = await startBaidu({ quotaTotal: 5 * UNIT });
+  const src = await source(f.dir, 8 * UNIT);
+  await assert.rejects(f.storage.put(src), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "stop");
+    assert.match(
+      err.message,
+      /Baidu Netdisk is full: .* needs 512 KiB, 320 KiB free/,
+    );
+    return true;
+  });
+  assert.equal(f.fake.files.size, 0);
+});
+
+Deno.test("put() skips a name Baidu would refuse before sending a byte", async () => {
+  await using f = await startBaidu();
+  const src = await source(f.dir, 1000, "what?.jpg");
+  await assert.rejects(f.storage.put(src), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "skip");
+    assert.match(err.message, /"\?"/);
+    return true;
+  });
+  assert.equal(f.fake.calls.get("precreate"), undefined);
+});
+
+Deno.test("put() skips an order whose name the server refuses (errno -7, 31062, 20022)", async () => {
+  for (const errno of [-7, 31062, 20022]) {
+    await using f = await startBaidu();
+    f.fake.fail("precreate", { errno, msg: "file name invalid" });
+    const src = await source(f.dir, 1000);
+    await assert.rejects(f.storage.put(src), (err) => {
+      assert.ok(err instanceof StorageError, `errno ${errno}`);
+      assert.equal(err.failure, "skip", `errno ${errno}`);
+      return true;
+    });
+  }
+});
+
+Deno.test("put() never resolves when create answers but the file does not appear", async () => {
+  await using f = await startBaidu();
+  f.fake.fail("create", { ghost: true });
+  const src = await source(f.dir, 2 * UNIT);
+  const slot = memorySlot();
+  await assert.rejects(f.storage.put(src, { resume: slot }), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "retry");
+    assert.match(err.message, /not there/);
+    return true;
+  });
+  assert.equal(slot.load(), undefined, "the next run starts clean");
+  await f.storage.put(src, { resume: slot });
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
+Deno.test("put() never resolves when create confirms another size", async () => {
+  await using f = await startBaidu();
+  f.fake.fail("create", { lieSize: 5 });
+  const src = await source(f.dir, 2 * UNIT);
+  await assert.rejects(f.storage.put(src), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "retry");
+    assert.match(err.message, /5 bytes/);
+    return true;
+  });
+});
+
+Deno.test("put() resolves only with a complete verified copy, whatever fails", async () => {
+  const faults: [string, Fault, number][] = [
+    ["upload", { dropAfter: 10 }, 20],
+    ["upload", { errorCode: 31212, status: 503 }, 20],
+    ["create", { errno: 31190, msg: "file not found" }, 5],
+    ["create", { ghost: true }, 1],
+    ["list", { status: 500 }, 20],
+    ["filemetas", { errno: 31212 }, 20],
+    ["precreate", { errno: -10 }, 1],
+    ["upload", { wrongMd5: true }, 20],
+    ["locateupload", { errorCode: 31212, status: 503 }, 20],
+  ];
+  for (const [method, fault, times] of faults) {
+    await using f = await startBaidu({ retries: 2 });
+    f.fake.fail(method, fault, times);
+    const src = await source(f.dir, 3 * UNIT + 1);
+    const label = `${method} ${JSON.stringify(fault)} x${times}`;
+    try {
+      const put = await f.storage.put(src);
+      assert.ok(
+        storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes),
+        `resolved without a complete copy: ${label}`,
+      );
+    } catch (err) {
+      assert.ok(err instanceof StorageError, `${label}: ${err}`);
+      assertNoSecrets([err.message], f.secrets());
+    }
+  }
+});
+
+Deno.test("admit() rejects files over the member limit and reports missing space", async () => {
+  await using f = await startBaidu({
+    quotaTotal: 10 * 1024 ** 3,
+    realChunks: true,
+  });
+  const src = (name: string, gib: number): UploadSource => ({
+    orderNo: name,
+    path: `/x/${name}.tif`,
+    fileName: `${name}.tif`,
+    size: gib * 1024 ** 3,
+  });
+  const a = await f.storage.admit([
+    src("big", 5),
+    src("a", 3),
+    src("b", 3.5),
+    src("c", 4),
+  ]);
+  assert.equal(a.rejected.size, 1);
+  assert.match(
+    a.rejected.get("/x/big.tif") ?? "",
+    /5\.0 GiB is over Baidu's 4\.0 GiB limit for one file \(ordinary account\)/,
+  );
+  assert.equal(a.shortBy, 0.5 * 1024 ** 3, "10.5 GiB wanted, 10 GiB free");
+  assert.equal(f.fake.calls.get("precreate"), undefined, "nothing sent");
+
+  await using svip = await startBaidu({ vipType: 2, realChunks: true });
+  const b = await svip.storage.admit([src("big", 5)]);
+  assert.equal(b.rejected.size, 0, "an SVIP may store 5 GiB in one file");
+});
+
+Deno.test("put() asks for a login when the refreshed token is refused too", async () => {
+  await using f = await startBaidu();
+  f.fake.expireAccessToken();
+  f.fake.fail("token", { oauthError: "expired_token" });
+  const src = await source(f.dir, 1000);
+  await assert.rejects(f.storage.put(src), (err) => {
+    assert.ok(err instanceof AuthRequiredError);
+    assert.equal(err.failure, "stop");
+    assert.match(err.hint ?? "", /baidu login/);
+    return true;
+  });
+  assert.equal(f.fake.files.size, 0);
+});
