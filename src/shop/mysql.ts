@@ -20,7 +20,7 @@
 
 import mysql from "mysql2/promise";
 import type { OrdersConfig } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import { AgentError, ConfigError, errorMessage } from "../errors.ts";
 import { parseSqlTime, sqlTime } from "../clock.ts";
 import type { EligibleQuery, MigrationReport, Order, Shop } from "./shop.ts";
 import {
@@ -230,6 +230,43 @@ export class MysqlShop implements Shop {
   }
 
   async migrate(now: Date): Promise<MigrationReport> {
+    try {
+      return await this.#migrate(now);
+    } catch (err) {
+      const errno = (err as { errno?: number })?.errno;
+      if (errno === 1419) {
+        throw new AgentError(
+          `Cannot create the shipped_at triggers on ${
+            describeTarget(this.#target)
+          }: binary logging is on and the user lacks SUPER (${
+            errorMessage(err)
+          })`,
+          undefined,
+          {
+            cause: err,
+            hint:
+              "set log_bin_trust_function_creators = 1 on the server, or run migrate as a user with SUPER; see docs/databases.md",
+          },
+        );
+      }
+      if (errno === 1142 || errno === 1044) {
+        throw new AgentError(
+          `Cannot migrate the order table on ${describeTarget(this.#target)}: ${
+            errorMessage(err)
+          }`,
+          undefined,
+          {
+            cause: err,
+            hint:
+              "migrate needs ALTER, INDEX and TRIGGER on the order table; see docs/databases.md",
+          },
+        );
+      }
+      throw err;
+    }
+  }
+
+  async #migrate(now: Date): Promise<MigrationReport> {
     const q = this.#q;
     const o = this.#o;
     const tag = (await sha256Hex(o.table)).slice(0, 10);

@@ -19,7 +19,7 @@
 
 import postgres from "postgres";
 import type { OrdersConfig } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import { AgentError, ConfigError, errorMessage } from "../errors.ts";
 import type { EligibleQuery, MigrationReport, Order, Shop } from "./shop.ts";
 import {
   advisoryLockId,
@@ -184,6 +184,25 @@ export class PostgresShop implements Shop {
   }
 
   async migrate(now: Date): Promise<MigrationReport> {
+    try {
+      return await this.#migrate(now);
+    } catch (err) {
+      if ((err as { code?: string })?.code !== "42501") throw err;
+      throw new AgentError(
+        `Cannot migrate the order table on ${describeTarget(this.#target)}: ${
+          errorMessage(err)
+        }`,
+        undefined,
+        {
+          cause: err,
+          hint:
+            "run migrate as the table's owner (or a member of its role), with CREATE on its schema; see docs/databases.md",
+        },
+      );
+    }
+  }
+
+  async #migrate(now: Date): Promise<MigrationReport> {
     const q = this.#q;
     const o = this.#o;
     const tag = (await sha256Hex(o.table)).slice(0, 10);
