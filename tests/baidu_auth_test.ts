@@ -9,10 +9,7 @@ import assert from "node:assert/strict";
 import { AuthRequiredError, StorageError } from "../src/errors.ts";
 import { ManualClock } from "../src/clock.ts";
 import { memoryLogger } from "../src/log.ts";
-import {
-  readCredentials,
-  writeCredentials,
-} from "../src/storage/baidu/credentials.ts";
+import { readCredentials } from "../src/storage/baidu/credentials.ts";
 import { baiduCommand } from "../src/cli/baidu.ts";
 import type { Deps } from "../src/cli/command.ts";
 import { patternBytes, startBaidu, UNIT } from "./fakes/baidu_fixture.ts";
