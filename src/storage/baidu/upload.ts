@@ -183,10 +183,13 @@ async function sendParts(
     : stop.signal;
   let failure: unknown;
   const worker = async () => {
+    // One buffer per worker, reused for every part: fresh 4-32 MiB buffers
+    // per part pile up faster than the collector frees them.
+    const buffer = new Uint8Array(d.chunkSize + 512);
     while (todo.length > 0 && failure === undefined) {
       const index = todo.shift()!;
       try {
-        const md5 = await sendPart(api, o, state, host, index, signal);
+        const md5 = await sendPart(api, o, state, host, index, signal, buffer);
         state.done[index] = md5;
         o.resume?.save(state);
         o.onProgress?.(partLength(d, index));
@@ -211,6 +214,7 @@ async function sendPart(
   host: string,
   index: number,
   signal: AbortSignal,
+  buffer: Uint8Array<ArrayBuffer>,
 ): Promise<string> {
   const d = o.digest;
   const length = partLength(d, index);
@@ -221,7 +225,7 @@ async function sendPart(
   );
   const tail = new TextEncoder().encode(`\r\n--${boundary}--\r\n`);
   for (let attempt = 1;; attempt++) {
-    const body = new Uint8Array(head.length + length + tail.length);
+    const body = buffer.subarray(0, head.length + length + tail.length);
     body.set(head, 0);
     const chunk = body.subarray(head.length, head.length + length);
     await readAt(o.localPath, index * d.chunkSize, chunk);
