@@ -11,6 +11,8 @@ import { readConfig } from "./context.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { formatBytes } from "../log.ts";
 import { UsageError } from "../errors.ts";
+import type { RunRow } from "../ledger/ledger.ts";
+import { formatLocal, nextRunTime } from "../schedule/cron.ts";
 
 function positiveInt(name: string, text: string | undefined, fallback: number) {
   if (text === undefined) return fallback;
@@ -43,6 +45,7 @@ ${EXIT_CODES_HELP}
     try {
       const counts = ledger.counts();
       const last = ledger.lastRun();
+      const next = nextRunTime(config, deps.clock.now());
       const status = {
         ...counts,
         lastRun: last ?? null,
@@ -50,6 +53,7 @@ ${EXIT_CODES_HELP}
         schedule: {
           cron: config.schedule.cron,
           timezone: config.schedule.timezone,
+          nextRun: next?.toISOString() ?? null,
         },
       };
       if (values.json) {
@@ -64,9 +68,15 @@ ${EXIT_CODES_HELP}
         }`,
         `Restores: ${counts.restored}`,
         last
-          ? `Last run: #${last.id} ${last.command} (${last.trigger}) started ${last.startedAt} UTC, ${last.status}: ${last.backedUp} backed up, ${last.cleaned} cleaned, ${last.failed} failed, ${last.skipped} skipped`
+          ? `Last run: #${last.id} ${last.command} (${last.trigger}) started ${last.startedAt} UTC, ${last.status}: ${
+            describeCounts(last)
+          }`
           : "Last run: none yet",
-        `Schedule: "${config.schedule.cron}" in ${config.schedule.timezone}`,
+        `Schedule: "${config.schedule.cron}" in ${config.schedule.timezone}; next run ${
+          next
+            ? formatLocal(next, config.schedule.timezone)
+            : "unknown (the cron expression does not parse)"
+        }`,
       ];
       deps.stdout(lines.join("\n") + "\n");
       return Promise.resolve(0);
@@ -164,9 +174,7 @@ ${EXIT_CODES_HELP}
         deps.stdout(
           `#${r.id} ${r.command} (${r.trigger}) ${r.startedAt} → ${
             r.finishedAt ?? "…"
-          } UTC ${r.status}: ${r.eligible} eligible, ${r.backedUp} backed up, ${r.cleaned} cleaned, ${r.failed} failed, ${r.skipped} skipped, ${
-            formatBytes(r.freedBytes)
-          } freed\n`,
+          } UTC ${r.status}: ${describeCounts(r)}\n`,
         );
         for (const e of r.errors) deps.stdout(`    error: ${e}\n`);
       }
@@ -176,3 +184,20 @@ ${EXIT_CODES_HELP}
     }
   },
 };
+
+/** The counts of a run, in the words of its command. */
+function describeCounts(r: RunRow): string {
+  if (r.command === "restore") {
+    return `${
+      r.eligible - r.failed
+    } of ${r.eligible} order(s) restored, ${r.failed} failed`;
+  }
+  if (r.command === "prune") {
+    return `${r.eligible - r.failed} expired cop${
+      r.eligible - r.failed === 1 ? "y" : "ies"
+    } removed, ${r.failed} failed`;
+  }
+  return `${r.eligible} eligible, ${r.backedUp} backed up, ${r.cleaned} cleaned, ${r.failed} failed, ${r.skipped} skipped, ${
+    formatBytes(r.freedBytes)
+  } freed`;
+}
