@@ -501,3 +501,101 @@ for (const backend of shopBackends()) {
     },
   );
 }
+
+for (const backend of shopBackends()) {
+  Deno.test(`[${backend.driver}] runPass() and restoreOrders() work on a shop with its own names and statuses`, async () => {
+    const names = {
+      table: "t_order",
+      key: "oid",
+      orderNo: "sn",
+      status: "state",
+      hdImage: "hd_path",
+      shippedAt: "ship_time",
+    };
+    const art = noise(7000, 9);
+    const shop = await makeShop(backend, {
+      names,
+      shippedStatuses: ["已发货", "sent"],
+      orders: [
+        {
+          key: 10,
+          orderNo: "单-001",
+          status: "已发货",
+          image: "2026/05/张三的猫 橘子.png",
+          shippedAt: daysAgo(15),
+          content: art,
+        },
+        {
+          key: 11,
+          orderNo: "单-002",
+          status: "sent",
+          image: "2026/05/深/层/狗.png",
+          shippedAt: daysAgo(11),
+          content: "dog",
+        },
+        {
+          key: 12,
+          orderNo: "单-003",
+          status: "shipped",
+          image: "2026/05/other.png",
+          shippedAt: daysAgo(15),
+          content: "not a shipped status here",
+        },
+        {
+          key: 13,
+          orderNo: "单-004",
+          status: "已发货",
+          image: "2026/05/../../../x.png",
+          shippedAt: daysAgo(15),
+        },
+      ],
+    });
+    try {
+      const e = await openEngine(shop);
+      const r = await runPass(e, { mode: "run", dryRun: false });
+      assert.deepEqual(
+        {
+          eligible: r.summary.eligible,
+          backedUp: r.summary.backedUp,
+          cleaned: r.summary.cleaned,
+          skipped: r.summary.skipped,
+        },
+        { eligible: 3, backedUp: 2, cleaned: 2, skipped: 1 },
+      );
+      const rows = Object.fromEntries(
+        (await shop.fixture.orders()).map((o) => [o.orderNo, o.image]),
+      );
+      assert.deepEqual(rows, {
+        "单-001": null,
+        "单-002": null,
+        "单-003": "2026/05/other.png",
+        "单-004": "2026/05/../../../x.png",
+      });
+      assert.deepEqual(
+        await Deno.readFile(
+          join(shop.backupDir, "单-001", "张三的猫 橘子.png"),
+        ),
+        art,
+      );
+      const out = await restoreOrders(e, ["单-001"], { dryRun: false });
+      assert.equal(out[0].status, "restored");
+      assert.deepEqual(
+        await Deno.readFile(join(shop.root, "2026/05/张三的猫 橘子.png")),
+        art,
+      );
+      await e.close();
+      // The trigger follows the configured statuses.
+      await shop.fixture.insertOrders([{
+        key: 14,
+        orderNo: "单-005",
+        status: "待发货",
+        image: "y.png",
+      }]);
+      await shop.fixture.setStatus(14, "已发货");
+      const stamped = (await shop.fixture.orders()).find((o) => o.key === 14)!;
+      assert.match(stamped.shippedAt ?? "", /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    } finally {
+      await shop.close();
+    }
+  });
+}
