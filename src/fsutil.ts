@@ -6,7 +6,7 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { statfsSync } from "node:fs";
 
 export const IO_CHUNK = 1 << 20;
@@ -104,3 +104,25 @@ export function fsProblem(err: unknown): string | undefined {
 
 export type { Hash };
 export { createHash };
+
+/**
+ * Removes the temp files a killed process left beside `dest`: the names
+ * `.<base name of dest><infix><suffix>` that `put` and `restore` write
+ * before their rename. Only a holder of the run lock may call it, so no
+ * other writer can own them. A file it cannot remove is left alone.
+ */
+export async function removeStaleTemps(
+  dest: string,
+  infix: string,
+): Promise<void> {
+  const prefix = `.${basename(dest)}${infix}`;
+  try {
+    for await (const e of Deno.readDir(dirname(dest))) {
+      if (e.isFile && e.name.startsWith(prefix)) {
+        await Deno.remove(join(dirname(dest), e.name)).catch(() => {});
+      }
+    }
+  } catch {
+    // No folder yet: nothing was left behind.
+  }
+}

@@ -16,6 +16,7 @@ import {
   fsProblem,
   isNotFound,
   randomSuffix,
+  removeStaleTemps,
   sha256File,
   syncDir,
   writeAll,
@@ -165,6 +166,8 @@ async function restoreRow(
   }
 
   await Deno.mkdir(dirname(dest), { recursive: true });
+  // A restore killed mid-download left its temp file here (we hold the lock).
+  await removeStaleTemps(dest, ".restore-");
   const temp = join(
     dirname(dest),
     `.${basename(dest)}.restore-${randomSuffix()}`,

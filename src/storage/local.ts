@@ -17,6 +17,7 @@ import {
   isNotFound,
   randomSuffix,
   readChunks,
+  removeStaleTemps,
   sha256File,
   syncDir,
   writeAll,
@@ -91,6 +92,9 @@ export class LocalStorage implements Storage {
     }
 
     await this.#io(() => Deno.mkdir(dirname(dest), { recursive: true }));
+    // A run killed mid-copy left its temp file here; `put` runs under the
+    // run lock, so it is nobody's now.
+    await removeStaleTemps(dest, ".partial-");
     const temp = join(
       dirname(dest),
       `.${basename(dest)}.partial-${randomSuffix()}`,

@@ -1,0 +1,121 @@
+/**
+ * Crashes: a real `image-agent run` over a few hundred orders, killed with
+ * SIGKILL at random moments many times, then run to completion; and stopped
+ * with SIGTERM. Seeded; the seed is printed on failure (FAULT_SEED=N
+ * replays it).
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertSafe,
+  assertSameEnd,
+  localCopies,
+  makePlannedShop,
+  planOrders,
+  runStatuses,
+  sleep,
+  startCli,
+  withSeed,
+} from "./fakes/fault_kit.ts";
+import { runCli } from "./helpers.ts";
+
+const ORDERS = 300;
+const KILLS = 25;
+/** Small pages: more commits, so more moments between two steps. */
+const CONFIG = { cleanup: { batchSize: 16 } };
+
+Deno.test(
+  "run killed with SIGKILL 25 times: no image lost at any moment, and the rerun ends where an undisturbed run ends",
+  async () => {
+    await withSeed("SIGKILL crash loop", async (seed, random) => {
+      const plan = planOrders(ORDERS, seed);
+      const calm = await makePlannedShop(plan, { config: CONFIG });
+      const hurt = await makePlannedShop(plan, { config: CONFIG });
+      try {
+        const started = Date.now();
+        const c = await runCli(["run", "--config", calm.configPath]);
+        assert.equal(c.code, 0, c.stderr);
+        // The window in which a kill lands mid-work, after start-up.
+        const window = Math.max(100, (Date.now() - started) / 8);
+
+        let kills = 0;
+        const t0 = Date.now();
+        for (let attempt = 0; kills < KILLS && attempt < KILLS * 3; attempt++) {
+          const p = startCli(["run", "--config", hurt.configPath]);
+          // One kill in five lands during start-up (lock, interrupted clears).
+          if (random() >= 0.2) await p.waitFor(/run started/);
+          await sleep(random() * window);
+          let killed = false;
+          try {
+            p.child.kill("SIGKILL");
+            killed = true;
+          } catch { /* it had already finished */ }
+          const r = await p.done;
+          if (Deno.env.get("FAULT_TRACE")) {
+            console.log(attempt, kills, Date.now() - t0, r.code, r.signal);
+          }
+          if (killed && r.signal === "SIGKILL") kills++;
+          else assert.equal(r.code, 0, r.stderr);
+          await assertSafe(
+            hurt,
+            plan,
+            localCopies(hurt),
+            `after kill ${kills} (attempt ${attempt})`,
+          );
+        }
+        assert.ok(kills >= 15, `only ${kills} kills landed`);
+
+        const last = await runCli(["run", "--config", hurt.configPath]);
+        assert.equal(last.code, 0, last.stderr);
+        await assertSafe(hurt, plan, localCopies(hurt), "after the rerun");
+        await assertSameEnd(hurt, calm, "after the rerun");
+        const statuses = runStatuses(hurt);
+        assert.ok(!statuses.includes("running"), statuses.join(","));
+        assert.equal(statuses[statuses.length - 1], "ok");
+      } finally {
+        await calm.close();
+        await hurt.close();
+      }
+    });
+  },
+);
+
+Deno.test(
+  "run stopped with SIGTERM finishes the order in hand, says so, exits 1, and the next run completes",
+  async () => {
+    await withSeed("SIGTERM", async (seed, random) => {
+      const plan = planOrders(120, seed);
+      const calm = await makePlannedShop(plan, { config: CONFIG });
+      const hurt = await makePlannedShop(plan, { config: CONFIG });
+      try {
+        const c = await runCli(["run", "--config", calm.configPath]);
+        assert.equal(c.code, 0, c.stderr);
+
+        const p = startCli(["run", "--config", hurt.configPath]);
+        assert.ok(await p.waitFor(/order P-\d+: backed up/));
+        await sleep(random() * 100);
+        p.child.kill("SIGTERM");
+        const r = await p.done;
+        assert.equal(r.signal, null, "the agent must exit by itself");
+        assert.ok(r.code === 0 || r.code === 1, `exit ${r.code}\n${r.stderr}`);
+        if (r.code === 1) {
+          assert.match(r.stderr, /Stopping: finishing the order in hand/);
+          assert.match(
+            r.stderr,
+            /Stopped early on request; the next run continues/,
+          );
+          assert.equal(runStatuses(hurt).at(-1), "interrupted");
+        }
+        assert.doesNotMatch(r.stderr, /Unexpected internal error/);
+        await assertSafe(hurt, plan, localCopies(hurt), "after SIGTERM");
+
+        const again = await runCli(["run", "--config", hurt.configPath]);
+        assert.equal(again.code, 0, again.stderr);
+        await assertSameEnd(hurt, calm, "after the rerun");
+      } finally {
+        await calm.close();
+        await hurt.close();
+      }
+    });
+  },
+);
