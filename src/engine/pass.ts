@@ -25,7 +25,7 @@ import { formatBytes } from "../log.ts";
 import type { BackupRow, RunSummary } from "../ledger/ledger.ts";
 import type { Order } from "../shop/shop.ts";
 import type { PutResult, UploadSource } from "../storage/storage.ts";
-import { fsProblem, isNotFound, sha256File, syncDir } from "../fsutil.ts";
+import { fsProblem, isNotFound, sha256File, syncDirAsync } from "../fsutil.ts";
 import { type Resolved, resolveImage } from "./paths.ts";
 import type { EngineDeps, OrderOutcome } from "./engine.ts";
 import { forEachLimited } from "./pool.ts";
@@ -183,7 +183,17 @@ class Pass {
   async #processPage(orders: Order[]): Promise<void> {
     const works: Work[] = [];
     const skips: { order: Order; path: string; reason: string }[] = [];
-    for (const order of orders) {
+    // Resolving a path only reads the file system: do a few at a time rather
+    // than one round trip after another.
+    const resolved: Resolved[] = new Array(orders.length);
+    await forEachLimited(
+      orders,
+      Math.max(8, this.d.config.backup.concurrency),
+      async (order, i) => {
+        resolved[i] = await resolveImage(this.realRoot, order.image);
+      },
+    );
+    for (const [i, order] of orders.entries()) {
       const held = this.#heldAfterRestore(order);
       if (held) {
         this.outcomes.push({
@@ -195,7 +205,7 @@ class Pass {
         continue;
       }
       this.summary.eligible++;
-      const r = await resolveImage(this.realRoot, order.image);
+      const r = resolved[i];
       const row = this.d.ledger.find(order.key, order.image);
       if (r.kind === "refused") {
         skips.push({ order, path: r.path, reason: r.reason });
@@ -503,56 +513,21 @@ class Pass {
 
   /** Steps 4 and 5 for works whose copy is recorded complete. */
   async #deleteAndClear(works: Work[]): Promise<void> {
-    const deleted: Work[] = [];
-    const dirs = new Set<string>();
-    for (const w of works) {
-      if (w.action === "clear") {
-        deleted.push(w); // file already gone; record and clear
-        continue;
-      }
-      const now = await Deno.stat(w.path).catch(() => null);
-      if (
-        now && w.file &&
-        (now.size !== w.file.size ||
-          (now.mtime?.getTime() ?? 0) !== w.file.mtimeMs)
-      ) {
-        this.d.log.warn(
-          `order ${w.order.orderNo}: ${w.path} changed after it was backed up; not deleted, it will be backed up again next run`,
-        );
-        this.d.ledger.transaction(() =>
-          this.d.ledger.invalidate(
-            w.row!.id,
-            "the image changed after its backup",
-          )
-        );
-        continue;
-      }
-      try {
-        await Deno.remove(w.path);
-      } catch (err) {
-        if (!isNotFound(err)) {
-          const reason = `cannot delete ${w.path}: ${
-            fsProblem(err) ?? errorMessage(err)
-          }`;
-          this.summary.failed++;
-          this.errors.push(`order ${w.order.orderNo}: ${reason}`);
-          this.#say(
-            { orderNo: w.order.orderNo, action: "failed", detail: reason },
-            reason,
-            "error",
-          );
-          continue;
-        }
-      }
-      dirs.add(dirname(w.path));
-      deleted.push(w);
-      if (w.action === "delete-unbacked") {
-        this.d.log.warn(
-          `order ${w.order.orderNo}: deleted ${w.path} without a backup (backup.required is false)`,
-        );
-      }
-    }
-    for (const dir of dirs) syncDir(dir);
+    // The files are removed a few at a time (their completions are already
+    // committed); the outcome of each is kept in order for the ledger.
+    const gone: boolean[] = new Array(works.length).fill(false);
+    await forEachLimited(
+      works,
+      this.d.config.backup.concurrency,
+      async (w, i) => {
+        gone[i] = await this.#deleteOne(w);
+      },
+    );
+    const deleted = works.filter((_, i) => gone[i]);
+    const dirs = new Set(
+      deleted.filter((w) => w.action !== "clear").map((w) => dirname(w.path)),
+    );
+    await Promise.all([...dirs].map(syncDirAsync));
     if (deleted.length === 0) return;
     this.d.ledger.transaction(() => {
       for (const w of deleted) {
@@ -572,6 +547,55 @@ class Pass {
     }
     this.d.afterStep?.("deleted", deleted.map((w) => w.order.key));
     await this.#clear(deleted.map((w) => this.d.ledger.byId(w.row!.id)!));
+  }
+
+  /**
+   * Step 4 for one work: deletes the file unless it changed since its
+   * backup. True when the file is gone (or was already) and the deletion
+   * is to be recorded.
+   */
+  async #deleteOne(w: Work): Promise<boolean> {
+    if (w.action === "clear") return true; // file already gone; record and clear
+    const now = await Deno.stat(w.path).catch(() => null);
+    if (
+      now && w.file &&
+      (now.size !== w.file.size ||
+        (now.mtime?.getTime() ?? 0) !== w.file.mtimeMs)
+    ) {
+      this.d.log.warn(
+        `order ${w.order.orderNo}: ${w.path} changed after it was backed up; not deleted, it will be backed up again next run`,
+      );
+      this.d.ledger.transaction(() =>
+        this.d.ledger.invalidate(
+          w.row!.id,
+          "the image changed after its backup",
+        )
+      );
+      return false;
+    }
+    try {
+      await Deno.remove(w.path);
+    } catch (err) {
+      if (!isNotFound(err)) {
+        const reason = `cannot delete ${w.path}: ${
+          fsProblem(err) ?? errorMessage(err)
+        }`;
+        this.summary.failed++;
+        this.errors.push(`order ${w.order.orderNo}: ${reason}`);
+        this.#say(
+          { orderNo: w.order.orderNo, action: "failed", detail: reason },
+          reason,
+          "error",
+        );
+        return false;
+      }
+    }
+    if (w.action === "delete-unbacked") {
+      this.d.log.warn(
+        `order ${w.order.orderNo}: deleted ${w.path} without a backup (backup.required is false)`,
+      );
+    }
+    return true;
   }
 
   /** Step 5: empties the image column of rows whose file is deleted. */

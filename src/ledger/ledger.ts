@@ -13,7 +13,11 @@
  * here survives a power cut before the file it allows us to delete is gone.
  */
 
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import {
+  DatabaseSync,
+  type SQLInputValue,
+  type StatementSync,
+} from "node:sqlite";
 import { join } from "node:path";
 import { sqlTime } from "../clock.ts";
 import { withBusyRetry } from "../sqlite_busy.ts";
@@ -247,6 +251,8 @@ export interface NewEvent {
 export class Ledger {
   readonly path: string;
   #db: DatabaseSync;
+  /** Prepared statements by SQL text: a run issues the same few thousands of times. */
+  #statements = new Map<string, StatementSync>();
   #now: () => Date;
   runId: number | null = null;
 
@@ -285,18 +291,27 @@ export class Ledger {
     return sqlTime(this.#now());
   }
 
+  #stmt(sql: string): StatementSync {
+    let s = this.#statements.get(sql);
+    if (!s) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
+  }
+
   #all(sql: string, ...params: SQLInputValue[]): Row[] {
-    return this.#busy(() => this.#db.prepare(sql).all(...params)) as Row[];
+    return this.#busy(() => this.#stmt(sql).all(...params)) as Row[];
   }
 
   #get(sql: string, ...params: SQLInputValue[]): Row | undefined {
-    return this.#busy(() => this.#db.prepare(sql).get(...params)) as
+    return this.#busy(() => this.#stmt(sql).get(...params)) as
       | Row
       | undefined;
   }
 
   #run(sql: string, ...params: SQLInputValue[]): number {
-    const r = this.#db.prepare(sql).run(...params);
+    const r = this.#stmt(sql).run(...params);
     return Number(r.lastInsertRowid);
   }
 
