@@ -19,7 +19,7 @@ import {
   readChunks,
   removeStaleTemps,
   sha256File,
-  syncDir,
+  syncDirAsync,
   writeAll,
 } from "../fsutil.ts";
 import {
@@ -101,6 +101,9 @@ export class LocalStorage implements Storage {
     );
     try {
       const before = await Deno.stat(source.path);
+      // A small image is read, and read back, in one call each: for them the
+      // round trips of a streamed copy cost more than the bytes.
+      const whole = before.size <= WHOLE_FILE_BYTES;
       const hash = createHash("sha256");
       const size = await this.#io(async () => {
         using out = await Deno.open(temp, {
@@ -108,12 +111,22 @@ export class LocalStorage implements Storage {
           createNew: true,
           mode: 0o600,
         });
-        const n = await readChunks(source.path, async (chunk) => {
+        let n: number;
+        if (whole) {
+          const data = await Deno.readFile(source.path);
           options.signal?.throwIfAborted();
-          hash.update(chunk);
-          await writeAll(out, chunk);
-          options.onProgress?.(chunk.length);
-        });
+          hash.update(data);
+          await writeAll(out, data);
+          options.onProgress?.(data.length);
+          n = data.length;
+        } else {
+          n = await readChunks(source.path, async (chunk) => {
+            options.signal?.throwIfAborted();
+            hash.update(chunk);
+            await writeAll(out, chunk);
+            options.onProgress?.(chunk.length);
+          });
+        }
         await out.sync();
         return n;
       });
@@ -128,7 +141,7 @@ export class LocalStorage implements Storage {
           "retry",
         );
       }
-      const check = await sha256File(temp);
+      const check = whole ? await sha256Whole(temp) : await sha256File(temp);
       if (check.sha256 !== sha256 || check.size !== size) {
         throw new StorageError(
           `The copy in ${this.dir} does not match the image (SHA-256 differs); it will be tried again`,
@@ -136,7 +149,7 @@ export class LocalStorage implements Storage {
         );
       }
       await this.#io(() => Deno.rename(temp, dest));
-      syncDir(dirname(dest));
+      await syncDirAsync(dirname(dest));
       return {
         remotePath,
         size,
@@ -204,6 +217,20 @@ export class LocalStorage implements Storage {
       await Deno.remove(dirname(abs)).catch(() => {}); // only when empty
     }
   }
+}
+
+/** Files up to this size are copied and verified with one read each. */
+const WHOLE_FILE_BYTES = 4 * 1024 * 1024;
+
+/** SHA-256 of a small file read in one call. */
+async function sha256Whole(
+  path: string,
+): Promise<{ sha256: string; size: number }> {
+  const data = await Deno.readFile(path);
+  return {
+    sha256: createHash("sha256").update(data).digest("hex"),
+    size: data.length,
+  };
 }
 
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
