@@ -82,6 +82,26 @@ Deno.test("put() backs off on rate limits and server errors, then succeeds", asy
   );
 });
 
+Deno.test("put() waits as long as the server's Retry-After says when it is throttled", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("upload", {
+    errorCode: 31034,
+    status: 403,
+    msg: "hit frequence control",
+    retryAfter: 7,
+  });
+  const before = f.clock.now().getTime();
+  const src = await source(f.dir, 2 * UNIT);
+  await f.storage.put(src);
+  assert.equal(f.clock.now().getTime() - before, 7_000);
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
 Deno.test("put() fails with 'retry' once server errors outlast the retries, and stores nothing", async () => {
   await using f = await startBaidu({ retries: 2 });
   f.fake.fail("upload", { errorCode: 31213, status: 503, msg: "busy" }, 50);

@@ -65,6 +65,14 @@ export interface Fault {
   corrupt?: boolean;
   /** Answer a wrong MD5 for an uploaded part. */
   wrongMd5?: boolean;
+  /** Send `Retry-After: <seconds>` with the error answer. */
+  retryAfter?: number;
+  /** The access token dies just before this call (a refresh still works). */
+  expireToken?: boolean;
+  /** The access and refresh tokens both die: only a new login helps. */
+  revoke?: boolean;
+  /** Another client fills the drive first: this many bytes stay free. */
+  fillQuota?: number;
   /** create: answer success but never store the file. */
   ghost?: boolean;
   /** create: store the file but answer this size. */
@@ -85,12 +93,24 @@ export class FakeBaidu {
   readonly userAgents: string[] = [];
   /** Every query string seen, to prove tokens travel where expected. */
   readonly log: string[] = [];
+  /** Every access and refresh token ever issued (none may leak). */
+  readonly issued: string[] = [];
+  /** Part numbers received intact, per upload id, in arrival order. */
+  readonly partsByUpload = new Map<string, number[]>();
+  /** Upload ids handed out by precreate, in order. */
+  readonly uploadIds: string[] = [];
+  /** `Range` headers seen on CDN downloads. */
+  readonly ranges: string[] = [];
+  /** Times (ms) of every call per method, to check backoff. */
+  readonly times = new Map<string, number[]>();
+  /** Names the server refuses (errno -7) though the client allows them. */
+  rejectName?: (name: string) => boolean;
   readonly codes: Set<string>;
   accessToken = "";
   refreshToken = "";
   /** Device flow: answers before approval ("authorization_pending" etc.). */
   deviceQueue: string[] = [];
-  #faults = new Map<string, Fault[]>();
+  #faults = new Map<string, (Fault | null)[]>();
   #nextId = 9007199254740993n; // above 2^53: ids must not pass through a float
   #seq = 0;
   #discard: boolean;
@@ -135,6 +155,7 @@ export class FakeBaidu {
   issueTokens(): { access_token: string; refresh_token: string } {
     this.accessToken = `AT-${crypto.randomUUID()}`;
     this.refreshToken = `RT-${crypto.randomUUID()}`;
+    this.issued.push(this.accessToken, this.refreshToken);
     return { access_token: this.accessToken, refresh_token: this.refreshToken };
   }
 
@@ -143,9 +164,13 @@ export class FakeBaidu {
     this.accessToken = `dead-${crypto.randomUUID()}`;
   }
 
-  /** Queues `fault` for the next `times` calls of `method`. */
-  fail(method: string, fault: Fault, times = 1): void {
+  /**
+   * Queues `fault` for the next `times` calls of `method`, after letting
+   * `after` calls through untouched.
+   */
+  fail(method: string, fault: Fault, times = 1, after = 0): void {
     const list = this.#faults.get(method) ?? [];
+    for (let i = 0; i < after; i++) list.push(null);
     for (let i = 0; i < times; i++) list.push(fault);
     this.#faults.set(method, list);
   }
@@ -180,7 +205,17 @@ export class FakeBaidu {
   #count(method: string): Fault | undefined {
     this.calls.set(method, (this.calls.get(method) ?? 0) + 1);
     const list = this.#faults.get(method);
-    return list?.shift();
+    return list?.shift() ?? undefined;
+  }
+
+  /** Drops every queued fault. */
+  clearFaults(): void {
+    this.#faults.clear();
+  }
+
+  /** Faults still queued for `method` (null entries are pass-throughs). */
+  pending(method: string): number {
+    return this.#faults.get(method)?.filter((f) => f !== null).length ?? 0;
   }
 
   async #handle(req: Request): Promise<Response> {
@@ -202,7 +237,16 @@ export class FakeBaidu {
       ? "delete"
       : q.get("method") ?? p;
     const fault = this.#count(method);
+    this.times.set(method, [...(this.times.get(method) ?? []), Date.now()]);
     if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+    if (fault?.expireToken) this.expireAccessToken();
+    if (fault?.fillQuota !== undefined) {
+      this.quotaTotal = this.used + fault.fillQuota;
+    }
+    if (fault?.revoke) {
+      this.expireAccessToken();
+      this.refreshToken = `dead-${crypto.randomUUID()}`;
+    }
     const pcs = p.startsWith("/rest/2.0/pcs/") || method === "cdn" ||
       method === "dlink";
     const special = fault &&
@@ -215,6 +259,9 @@ export class FakeBaidu {
           400,
         );
       }
+      const extra: Record<string, string> = fault.retryAfter !== undefined
+        ? { "retry-after": String(fault.retryAfter) }
+        : {};
       if (fault.errorCode !== undefined) {
         await req.body?.cancel();
         return json(
@@ -224,6 +271,7 @@ export class FakeBaidu {
             request_id: 1,
           },
           fault.status ?? 400,
+          extra,
         );
       }
       if (fault.errno !== undefined) {
@@ -235,6 +283,7 @@ export class FakeBaidu {
             request_id: 1,
           },
           fault.status ?? 200,
+          extra,
         );
       }
       if (fault.status) {
@@ -380,7 +429,10 @@ export class FakeBaidu {
       return json({ errno: -7, errmsg: "no access" });
     }
     const name = path.split("/").pop() ?? "";
-    if (/[\\?|"><:*]/.test(name) || /^[.\s]|[.\s]$/.test(name)) {
+    if (
+      /[\\?|"><:*]/.test(name) || /^[.\s]|[.\s]$/.test(name) ||
+      this.rejectName?.(name)
+    ) {
       return json({ errno: -7, errmsg: "file name invalid" });
     }
     if (
@@ -411,6 +463,7 @@ export class FakeBaidu {
       });
     }
     const uploadId = `N1-${crypto.randomUUID()}`;
+    this.uploadIds.push(uploadId);
     this.sessions.set(uploadId, {
       path,
       size,
@@ -478,6 +531,11 @@ export class FakeBaidu {
     }
     const bytes = new Uint8Array(await file.arrayBuffer());
     const sum = md5(bytes);
+    const uploadId = q.get("uploadid")!;
+    this.partsByUpload.set(uploadId, [
+      ...(this.partsByUpload.get(uploadId) ?? []),
+      partseq,
+    ]);
     s.parts.set(partseq, {
       md5: sum,
       bytes: this.#discard ? undefined : bytes,
@@ -650,6 +708,7 @@ export class FakeBaidu {
     const f = [...this.files.values()].find((x) => String(x.fsId) === id);
     if (!f || !f.bytes) return new Response("not found", { status: 404 });
     let start = 0;
+    if (req.headers.get("range")) this.ranges.push(req.headers.get("range")!);
     const range = /^bytes=(\d+)-$/.exec(req.headers.get("range") ?? "");
     if (range) start = Number(range[1]);
     let body = f.bytes.subarray(start);
@@ -666,13 +725,21 @@ export class FakeBaidu {
     }
     const status = range ? 206 : 200;
     if (fault?.dropAfter !== undefined) {
+      // The first bytes go out (and get time to reach the client) before
+      // the connection breaks; erroring at once would lose them unsent.
       const cut = body.subarray(0, fault.dropAfter);
+      let sent = false;
       const stream = new ReadableStream<Uint8Array>({
-        start(c) {
-          c.enqueue(cut.slice());
+        async pull(c) {
+          if (!sent) {
+            sent = true;
+            c.enqueue(cut.slice());
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 100));
           c.error(new Error("connection dropped by the fake"));
         },
-      });
+      }, { highWaterMark: 0 });
       return new Response(stream, { status, headers });
     }
     return new Response(body.slice(), { status, headers });
@@ -692,7 +759,11 @@ function dropped(): Response {
   });
 }
 
-function json(value: unknown, status = 200): Response {
+function json(
+  value: unknown,
+  status = 200,
+  headers: Record<string, string> = {},
+): Response {
   const text = JSON.stringify(
     value,
     (_k, v) => typeof v === "bigint" ? `__BIG__${v}` : v,
@@ -700,7 +771,7 @@ function json(value: unknown, status = 200): Response {
     .replace(/"__BIG__(\d+)"/g, "$1");
   return new Response(text, {
     status,
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
   });
 }
 

@@ -119,6 +119,8 @@ export class BaiduApiError extends Error {
   readonly requestId?: string;
   /** The parsed answer (ids and errnos, never a token), for batch calls. */
   readonly answer?: Record<string, unknown>;
+  /** The wait the server asked for in `Retry-After`, if any. */
+  retryAfterMs?: number;
   constructor(
     what: string,
     info: ApiErrorInfo,

@@ -2,7 +2,8 @@
  * One call to the Baidu API, with the policy every call shares: the token in
  * the query, the answer checked in all four error shapes, one refresh and
  * retry on a token error, backoff from the injected clock on throttling,
- * server errors and broken connections.
+ * server errors and broken connections (the server's `Retry-After`, when it
+ * sends one, sets the wait).
  *
  * It throws `BaiduApiError` (with its kind) or `BaiduNetworkError` once the
  * retries are spent, and `AuthRequiredError` when a refreshed token is
@@ -94,7 +95,10 @@ export class BaiduHttp {
       if (!retryable || spec.noRetry?.includes(kind)) throw outcome;
       if (attempt >= this.retries) throw outcome;
       attempt++;
-      const wait = backoffMs(attempt, kind);
+      const wait = outcome instanceof BaiduApiError &&
+          outcome.retryAfterMs !== undefined
+        ? outcome.retryAfterMs
+        : backoffMs(attempt, kind);
       this.log.debug(
         `baidu ${spec.what}: ${kind} error, try ${attempt + 1} in ${wait}ms`,
       );
@@ -129,10 +133,12 @@ export class BaiduHttp {
     let status = 0;
     let text: string;
     let requestId: string | undefined;
+    let retryAfter: string | null = null;
     try {
       const res = await this.fetch(`${spec.url}?${query}`, init);
       status = res.status;
       requestId = res.headers.get("x-request-id") ?? undefined;
+      retryAfter = res.headers.get("retry-after");
       text = await res.text();
     } catch (err) {
       spec.signal?.throwIfAborted();
@@ -152,7 +158,16 @@ export class BaiduHttp {
     const info = parseApiError(body, status);
     if (!info) return body;
     const kind = classify(info, { pcs: spec.pcs, status });
-    return new BaiduApiError(spec.what, info, kind, status, requestId, body);
+    const error = new BaiduApiError(
+      spec.what,
+      info,
+      kind,
+      status,
+      requestId,
+      body,
+    );
+    error.retryAfterMs = retryAfterMs(retryAfter);
+    return error;
   }
 }
 
@@ -173,7 +188,19 @@ export function parseAnswer(text: string): Answer {
   }
 }
 
-/** Exponential with a cap; throttling waits much longer. */
+/**
+ * A wait the server named in `Retry-After` (whole seconds), capped like the
+ * longest backoff; undefined when it named none or a date.
+ */
+export function retryAfterMs(header: string | null): number | undefined {
+  if (header === null || !/^\s*\d+\s*$/.test(header)) return undefined;
+  return Math.min(120_000, Number(header) * 1000);
+}
+
+/**
+ * Exponential with a cap; throttling waits much longer. A `Retry-After` the
+ * server sent wins over both.
+ */
 export function backoffMs(attempt: number, kind: BaiduErrorKind): number {
   if (kind === "rate") return Math.min(120_000, 30_000 * attempt);
   return Math.min(60_000, 1000 * 2 ** (attempt - 1));
