@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AuthRequiredError, StorageError } from "../src/errors.ts";
 import type { UploadSource } from "../src/storage/storage.ts";
+import { proxied } from "../src/storage/baidu/part_body.ts";
 import {
   memorySlot,
   patternBytes,
@@ -375,4 +376,23 @@ Deno.test("put() asks for a login when the refreshed token is refused too", asyn
     return true;
   });
   assert.equal(f.fake.files.size, 0);
+});
+
+Deno.test("parts go through fetch (and so the proxy) when HTTP(S)_PROXY applies", () => {
+  const names = ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"];
+  const saved = names.map((n) => [n, Deno.env.get(n)] as const);
+  try {
+    for (const n of names) Deno.env.delete(n);
+    assert.equal(proxied("https://c3.pcs.baidu.com/rest/2.0/pcs/x"), false);
+    Deno.env.set("HTTPS_PROXY", "http://proxy.example:3128");
+    assert.equal(proxied("https://c3.pcs.baidu.com/rest/2.0/pcs/x"), true);
+    assert.equal(proxied("http://127.0.0.1:8080/x"), false);
+    Deno.env.set("NO_PROXY", "localhost,.baidu.com");
+    assert.equal(proxied("https://c3.pcs.baidu.com/rest/2.0/pcs/x"), false);
+  } finally {
+    for (const [n, v] of saved) {
+      if (v === undefined) Deno.env.delete(n);
+      else Deno.env.set(n, v);
+    }
+  }
 });

@@ -7,6 +7,7 @@
  */
 
 import type { Answer, BaiduHttp } from "./http.ts";
+import type { FileBody } from "./part_body.ts";
 
 export interface BaiduEndpoints {
   oauth: string;
@@ -151,7 +152,7 @@ export class BaiduApi {
   async uploadPart(
     host: string,
     query: { path: string; uploadid: string; partseq: number },
-    body: Uint8Array<ArrayBuffer>,
+    body: FileBody,
     boundary: string,
     signal?: AbortSignal,
   ): Promise<string> {
@@ -166,7 +167,7 @@ export class BaiduApi {
         uploadid: query.uploadid,
         partseq: String(query.partseq),
       },
-      body,
+      file: body,
       headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
       pcs: true,
       signal,

@@ -11,7 +11,7 @@
  * the API method, status, time and request id.
  */
 
-import { AuthRequiredError } from "../../errors.ts";
+import { AgentError, AuthRequiredError } from "../../errors.ts";
 import type { Clock } from "../../clock.ts";
 import type { Logger } from "../../log.ts";
 import {
@@ -22,6 +22,13 @@ import {
   parseApiError,
 } from "./errors.ts";
 import type { TokenSource } from "./tokens.ts";
+import {
+  type FileBody,
+  postFile,
+  proxied,
+  type RawAnswer,
+  readBody,
+} from "./part_body.ts";
 
 export interface HttpOptions {
   fetch: typeof fetch;
@@ -43,6 +50,8 @@ export interface CallSpec {
   query?: Record<string, string>;
   form?: Record<string, string>;
   body?: Uint8Array<ArrayBuffer>;
+  /** A body streamed from a file with an exact length (upload parts). */
+  file?: FileBody;
   headers?: Record<string, string>;
   /** The answer comes from a PCS host (110/111 mean a bad token there). */
   pcs?: boolean;
@@ -106,6 +115,15 @@ export class BaiduHttp {
     }
   }
 
+  async #fetch(url: string, init: RequestInit): Promise<RawAnswer> {
+    const res = await this.fetch(url, init);
+    return {
+      status: res.status,
+      header: (name) => res.headers.get(name),
+      text: await res.text(),
+    };
+  }
+
   async #once(spec: CallSpec, token: string): Promise<Answer | Error> {
     const query = new URLSearchParams(spec.query ?? {});
     query.set("access_token", token);
@@ -135,13 +153,24 @@ export class BaiduHttp {
     let requestId: string | undefined;
     let retryAfter: string | null = null;
     try {
-      const res = await this.fetch(`${spec.url}?${query}`, init);
+      if (spec.file && proxied(spec.url)) {
+        init.body = await readBody(spec.file);
+      }
+      const res = spec.file && !init.body
+        ? await postFile(
+          `${spec.url}?${query}`,
+          spec.headers ?? {},
+          spec.file,
+          controller.signal,
+        )
+        : await this.#fetch(`${spec.url}?${query}`, init);
       status = res.status;
-      requestId = res.headers.get("x-request-id") ?? undefined;
-      retryAfter = res.headers.get("retry-after");
-      text = await res.text();
+      requestId = res.header("x-request-id") ?? undefined;
+      retryAfter = res.header("retry-after");
+      text = res.text;
     } catch (err) {
       spec.signal?.throwIfAborted();
+      if (err instanceof AgentError) throw err;
       this.log.debug(`baidu ${label} failed: connection broken`);
       return new BaiduNetworkError(spec.what, err);
     } finally {

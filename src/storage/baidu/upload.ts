@@ -2,10 +2,10 @@
  * The chunked upload of one file: precreate, locateupload, superfile2 for
  * every part (several in flight), create.
  *
- * Each part is read again from its file offset for each try (never the
- * whole file in memory) and its MD5 is checked twice: against the block list
- * computed before (the file must not have changed) and against the MD5 the
- * server says it received. The upload id and the parts already sent are
+ * Each part is streamed from its file offset for each try (never a whole
+ * part in memory, see part_body.ts) and its MD5 is checked twice: against
+ * the block list computed before (the file must not have changed) and
+ * against the MD5 the server says it received. The upload id and the parts already sent are
  * saved through the `ResumeSlot` after every part, so a killed run continues
  * where it stopped. A session the server calls expired is started again with
  * a new precreate. What this returns is not yet verified; the caller checks
@@ -16,7 +16,7 @@ import type { ResumeSlot } from "../storage.ts";
 import { StorageError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { BaiduApi, CreateAnswer } from "./api.ts";
-import { type FileDigest, md5Hex } from "./digest.ts";
+import type { FileDigest } from "./digest.ts";
 import { BaiduApiError } from "./errors.ts";
 
 /** What the ledger keeps between runs for an upload in progress. */
@@ -183,19 +183,10 @@ async function sendParts(
     : stop.signal;
   let failure: unknown;
   const worker = async () => {
-    // One buffer per worker, reused for every part: fresh 4-32 MiB buffers
-    // per part pile up faster than the collector frees them.
-    // TODO: fetch copies each part body into native memory that the
-    // allocator keeps, so a 1 GiB upload peaks at about 136 MiB RSS with
-    // concurrency 1 but about 171 MiB with 3 (scripts/bench/baidu_upload.ts).
-    // Send parts through a streaming writer with an exact Content-Length
-    // (node:http) and lift this once the benchmark stays under 150 MiB at
-    // the default concurrency.
-    const buffer = new Uint8Array(d.chunkSize + 512);
     while (todo.length > 0 && failure === undefined) {
       const index = todo.shift()!;
       try {
-        const md5 = await sendPart(api, o, state, host, index, signal, buffer);
+        const md5 = await sendPart(api, o, state, host, index, signal);
         state.done[index] = md5;
         o.resume?.save(state);
         o.onProgress?.(partLength(d, index));
@@ -220,7 +211,6 @@ async function sendPart(
   host: string,
   index: number,
   signal: AbortSignal,
-  buffer: Uint8Array<ArrayBuffer>,
 ): Promise<string> {
   const d = o.digest;
   const length = partLength(d, index);
@@ -231,24 +221,30 @@ async function sendPart(
   );
   const tail = new TextEncoder().encode(`\r\n--${boundary}--\r\n`);
   for (let attempt = 1;; attempt++) {
-    const body = buffer.subarray(0, head.length + length + tail.length);
-    body.set(head, 0);
-    const chunk = body.subarray(head.length, head.length + length);
-    await readAt(o.localPath, index * d.chunkSize, chunk);
-    body.set(tail, head.length + length);
-    if (md5Hex(chunk) !== d.blockList[index]) {
+    // The part streams from the file; its MD5 is taken on the way out and
+    // compared after the answer, so a file that changed is caught without
+    // holding the part in memory.
+    let sent: string | undefined;
+    const md5 = await api.uploadPart(
+      host,
+      { path: o.remotePath, uploadid: state.uploadId, partseq: index },
+      {
+        head,
+        tail,
+        path: o.localPath,
+        offset: index * d.chunkSize,
+        length,
+        onSent: (m) => (sent = m),
+      },
+      boundary,
+      signal,
+    );
+    if (sent !== d.blockList[index]) {
       throw new StorageError(
         `The image "${o.localPath}" changed while it was being uploaded; it will be tried again`,
         "retry",
       );
     }
-    const md5 = await api.uploadPart(
-      host,
-      { path: o.remotePath, uploadid: state.uploadId, partseq: index },
-      body,
-      boundary,
-      signal,
-    );
     if (md5.toLowerCase() === d.blockList[index]) return d.blockList[index];
     if (attempt >= MD5_TRIES) {
       throw new StorageError(
@@ -263,26 +259,5 @@ async function sendPart(
         index + 1
       } of "${o.remotePath}" arrived damaged (MD5 differs); sending it again`,
     );
-  }
-}
-
-/** Fills `into` with the file's bytes at `offset`. */
-async function readAt(
-  path: string,
-  offset: number,
-  into: Uint8Array,
-): Promise<void> {
-  using file = await Deno.open(path, { read: true });
-  await file.seek(offset, Deno.SeekMode.Start);
-  let filled = 0;
-  while (filled < into.length) {
-    const n = await file.read(into.subarray(filled));
-    if (n === null) {
-      throw new StorageError(
-        `The image "${path}" became shorter while it was being uploaded; it will be tried again`,
-        "retry",
-      );
-    }
-    filled += n;
   }
 }
