@@ -206,7 +206,10 @@ export async function openEngine(
   };
 }
 
-/** Every file under `dir` (relative path → bytes), for byte-for-byte checks. */
+/**
+ * Every file under `dir` (relative path → bytes), for byte-for-byte checks.
+ * The ledger's identity marker is left out: it differs between shops.
+ */
 export async function snapshotFiles(
   dir: string,
 ): Promise<Map<string, Uint8Array>> {
@@ -216,7 +219,9 @@ export async function snapshotFiles(
       const p = join(d, e.name);
       const r = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory) await walk(p, r);
-      else if (e.isFile) out.set(r, await Deno.readFile(p));
+      else if (e.isFile && e.name !== ".image-agent-ledger") {
+        out.set(r, await Deno.readFile(p));
+      }
     }
   };
   await walk(dir, "");

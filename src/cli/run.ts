@@ -38,6 +38,10 @@ empty. Paths outside images.root are never touched.
 Options:
   -n, --dry-run       change nothing; print what would happen
       --wait SECONDS  wait this long for another run to finish (default 0)
+      --accept-new-ledger
+                      the ledger in state.dir is not the one that made the
+                      copies in the backup folder (it was lost or replaced):
+                      after checking, take it as the ledger of record
 ${COMMON_HELP}
 
 With --json the result is one object:
@@ -56,8 +60,10 @@ async function runMode(
   const { values } = parseCommandArgs(mode, argv, {
     "dry-run": { type: "boolean", short: "n" },
     wait: { type: "string" },
+    "accept-new-ledger": { type: "boolean" },
   });
   const dryRun = values["dry-run"] ?? false;
+  const acceptNewLedger = values["accept-new-ledger"] ?? false;
   const waitMs = Math.max(0, Number(values.wait ?? 0) * 1000) || 0;
   const ctx = await openContext(deps, values.config);
   try {
@@ -71,10 +77,10 @@ async function runMode(
     const started = Date.now();
     let result: PassResult;
     if (dryRun) {
-      result = await runPass(ed, { mode, dryRun });
+      result = await runPass(ed, { mode, dryRun, acceptNewLedger });
     } else {
       result = (await recordedRun(deps, ctx, mode, false, async () => {
-        const r = await runPass(ed, { mode, dryRun });
+        const r = await runPass(ed, { mode, dryRun, acceptNewLedger });
         const status = r.stopped === "interrupted"
           ? "interrupted"
           : r.stopped || r.summary.failed > 0

@@ -29,12 +29,15 @@ import { fsProblem, isNotFound, sha256File, syncDirAsync } from "../fsutil.ts";
 import { type Resolved, resolveImage } from "./paths.ts";
 import type { EngineDeps, OrderOutcome } from "./engine.ts";
 import { forEachLimited } from "./pool.ts";
+import { checkLedgerIdentity } from "./ledger_guard.ts";
 
 export type PassMode = "run" | "backup" | "cleanup";
 
 export interface PassOptions {
   mode: PassMode;
   dryRun: boolean;
+  /** Take this ledger as the one of record though its markers disagree. */
+  acceptNewLedger?: boolean;
 }
 
 export interface PassResult {
@@ -72,6 +75,7 @@ class Pass {
   readonly d: EngineDeps;
   readonly mode: PassMode;
   readonly dryRun: boolean;
+  readonly acceptNewLedger: boolean;
   readonly now: Date;
   readonly deleting: boolean;
   readonly uploading: boolean;
@@ -86,6 +90,7 @@ class Pass {
     this.d = d;
     this.mode = options.mode;
     this.dryRun = options.dryRun;
+    this.acceptNewLedger = options.acceptNewLedger ?? false;
     this.now = d.clock.now();
     this.deleting = options.mode !== "backup";
     this.uploading = options.mode !== "cleanup";
@@ -137,6 +142,12 @@ class Pass {
       );
     }
 
+    // A lost ledger must not go on deleting (see ledger_guard.ts).
+    await checkLedgerIdentity(this.d, {
+      write: !this.dryRun,
+      accept: this.acceptNewLedger,
+      enforce: this.deleting,
+    });
     if (this.deleting && !this.dryRun) await this.#finishInterruptedClears();
 
     const cutoff = this.mode === "backup"

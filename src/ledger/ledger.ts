@@ -330,6 +330,38 @@ export class Ledger {
     });
   }
 
+  // ---- identity
+
+  /**
+   * This ledger's id, made once when it is first asked for. It is written
+   * beside the copies and in the state folder (see engine/ledger_guard.ts),
+   * so a run can tell a lost ledger from a new installation. With `create`
+   * false (a dry run) a ledger without one answers "(none yet)".
+   */
+  identity(create = true): { id: string; createdAt: string; backups: number } {
+    const read = () =>
+      this.#get(`SELECT value FROM meta WHERE key = 'ledger_id'`);
+    if (!read() && create) {
+      this.transaction(() => {
+        this.#run(
+          `INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?), ('created_at', ?)`,
+          crypto.randomUUID(),
+          this.#stamp(),
+        );
+      });
+    }
+    const created = this.#get(
+      `SELECT value FROM meta WHERE key = 'created_at'`,
+    );
+    const n = this.#get(`SELECT COUNT(*) AS n FROM backups`)!;
+    const id = read();
+    return {
+      id: id ? String(id.value) : "(none yet)",
+      createdAt: created ? String(created.value) : "",
+      backups: Number(n.n),
+    };
+  }
+
   // ---- runs
 
   startRun(command: string, trigger: string, dryRun: boolean): number {

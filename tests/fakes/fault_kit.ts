@@ -194,7 +194,11 @@ export function ledgerRows(shop: TestShop): Record<string, unknown>[] {
   }
 }
 
-/** Per order, the kinds of its events, repeats collapsed, reuse as backup. */
+/**
+ * Per order, the kinds of its events, repeats collapsed, reuse counted as a
+ * backup and failed attempts left out (a retry after a fault is history,
+ * not a different end).
+ */
 export function eventKinds(shop: TestShop): Map<string, string[]> {
   const db = new DatabaseSync(join(shop.stateDir, "ledger.db"), {
     readOnly: true,
@@ -206,6 +210,7 @@ export function eventKinds(shop: TestShop): Map<string, string[]> {
         .all()
     ) {
       const kind = r.kind === "reused" ? "backed_up" : String(r.kind);
+      if (kind === "backup_failed") continue;
       const list = out.get(String(r.order_no)) ?? [];
       if (list[list.length - 1] !== kind) list.push(kind);
       out.set(String(r.order_no), list);
