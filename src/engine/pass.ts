@@ -585,7 +585,8 @@ class Pass {
       return false;
     }
     try {
-      await Deno.remove(w.path);
+      // A symlinked image loses its link only (see Resolved in paths.ts).
+      await Deno.remove(w.file?.link ?? w.path);
     } catch (err) {
       if (!isNotFound(err)) {
         const reason = `cannot delete ${w.path}: ${

@@ -11,7 +11,18 @@ import { isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
 import { isNotFound } from "../fsutil.ts";
 
 export type Resolved =
-  | { kind: "file"; path: string; size: number; mtimeMs: number }
+  | {
+    kind: "file";
+    path: string;
+    size: number;
+    mtimeMs: number;
+    /**
+     * The path as written when it is itself a symlink (to `path`, inside
+     * the root). Cleaning such an order removes the link, never the file
+     * it points to: that file may be another order's image.
+     */
+    link?: string;
+  }
   | { kind: "missing"; path: string }
   | { kind: "refused"; path: string; reason: string };
 
@@ -103,11 +114,15 @@ export async function resolveImage(
       reason: "the image path is not a regular file",
     };
   }
+  const link = real !== lexical && (await Deno.lstat(lexical)).isSymlink
+    ? lexical
+    : undefined;
   return {
     kind: "file",
     path: real,
     size: info.size,
     mtimeMs: info.mtime?.getTime() ?? 0,
+    ...(link ? { link } : {}),
   };
 }
 
