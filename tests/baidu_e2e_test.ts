@@ -335,13 +335,20 @@ Deno.test("baidu e2e: throttling is waited out as the server asks and the run co
   await e.assertSafe();
 });
 
-Deno.test("baidu e2e: a dropped part connection and a broken download both recover", async () => {
+Deno.test("baidu e2e: part connections broken while sending or answering, and a broken download, all recover", async () => {
   await using e = await setup(standard());
+  // One answer breaks after the part arrived; one connection is closed by
+  // the upload host 512 KiB into a part, with the client still sending.
   e.fake.fail("upload", { dropAfter: 0 }, 1, 1);
+  e.fake.fail("upload", { cutAfter: 512 * 1024 });
   const r = await e.cli("run", "--json");
   assert.equal(r.code, 0, r.stderr);
   assert.equal(summary(r).cleaned, 3);
-  assert.equal(e.fake.calls.get("upload"), 6, "five parts and one resend");
+  assert.equal(e.fake.calls.get("upload"), 7, "five parts and two resends");
+  assert.equal(
+    r.stderr.match(/superfile2 upload failed: connection broken/g)?.length,
+    2,
+  );
   await e.assertSafe();
 
   e.fake.fail("cdn", { dropAfter: 3 * MIB });

@@ -396,3 +396,47 @@ Deno.test("parts go through fetch (and so the proxy) when HTTP(S)_PROXY applies"
     }
   }
 });
+
+Deno.test("put() resends a part whose connection is cut while it is still being sent", async () => {
+  const MIB = 1 << 20;
+  await using f = await startBaidu({
+    concurrency: 2,
+    chunkUnit: 4 * MIB,
+    realChunks: true,
+  });
+  // 256 KiB into a 4 MiB part the upload host closes the connection.
+  f.fake.fail("upload", { cutAfter: 256 * 1024 }, 2);
+  const src = await source(f.dir, 8 * MIB + 3);
+  const put = await f.storage.put(src);
+  assert.equal(put.size, src.size);
+  assert.equal(f.fake.calls.get("upload"), 3 + 2, "three parts, two resent");
+  assert.equal(
+    f.log.lines.filter((l) =>
+      /superfile2 upload failed: connection broken/.test(l)
+    ).length,
+    2,
+  );
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+  assertNoSecrets(f.log.lines, f.secrets());
+});
+
+Deno.test("put() gives up on a part the server never answers after the per-request timeout, then resends it", async () => {
+  await using f = await startBaidu({ concurrency: 1, timeoutMs: 300 });
+  f.fake.fail("upload", { stall: true });
+  const src = await source(f.dir, 2 * UNIT + 1);
+  const started = Date.now();
+  await f.storage.put(src);
+  assert.ok(Date.now() - started >= 300, "the timeout ended the call");
+  assert.equal(f.fake.calls.get("upload"), 3 + 1);
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});

@@ -10,7 +10,9 @@
  * Faults are queued by method name ("token", "device", "uinfo", "quota",
  * "precreate", "locateupload", "upload", "create", "list", "filemetas",
  * "delete", "dlink", "cdn"): an error answer on the next N calls, a
- * connection dropped mid-body, a slow answer, corrupted bytes.
+ * connection dropped mid-answer or (upload host) mid-request while the
+ * client is still sending, an answer that never comes, a slow answer,
+ * corrupted bytes.
  */
 
 import { createHash } from "node:crypto";
@@ -73,6 +75,16 @@ export interface Fault {
   revoke?: boolean;
   /** Another client fills the drive first: this many bytes stay free. */
   fillQuota?: number;
+  /**
+   * upload: close the connection once this many body bytes were read, while
+   * the client is still sending.
+   */
+  cutAfter?: number;
+  /**
+   * upload: read the whole body but never answer; the client's own
+   * per-request timeout has to end the call.
+   */
+  stall?: boolean;
   /** create: answer success but never store the file. */
   ghost?: boolean;
   /** create: store the file but answer this size. */
@@ -115,7 +127,14 @@ export class FakeBaidu {
   #seq = 0;
   #discard: boolean;
   #server?: Deno.HttpServer;
+  #uploads?: Deno.Listener;
+  #conns = new Set<Deno.Conn>();
   url = "";
+  /**
+   * The upload host `locateupload` names: a plain HTTP/1.1 server over TCP
+   * (one request per connection), so a part can be cut mid-body.
+   */
+  uploadUrl = "";
 
   constructor(options: FakeBaiduOptions = {}) {
     this.appKey = options.appKey ?? "fake-app-key";
@@ -139,11 +158,115 @@ export class FakeBaidu {
         },
       }, (req) => fake.#handle(req));
     });
+    fake.#uploads = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    fake.uploadUrl = `http://127.0.0.1:${
+      (fake.#uploads.addr as Deno.NetAddr).port
+    }`;
+    fake.#acceptUploads(fake.#uploads);
     return fake;
   }
 
   async close(): Promise<void> {
+    this.#uploads?.close();
+    for (const c of this.#conns) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
     await this.#server?.shutdown();
+  }
+
+  async #acceptUploads(listener: Deno.Listener): Promise<void> {
+    try {
+      for await (const conn of listener) {
+        this.#conns.add(conn);
+        this.#uploadConn(conn).catch(() => {}).finally(() => {
+          this.#conns.delete(conn);
+          try {
+            conn.close();
+          } catch { /* already closed */ }
+        });
+      }
+    } catch { /* listener closed */ }
+  }
+
+  /** One request on the upload host, answered by the same handler. */
+  async #uploadConn(conn: Deno.Conn): Promise<void> {
+    // Read pieces are kept in a list and joined once: parts are megabytes.
+    const pieces: Uint8Array[] = [];
+    let have = 0;
+    const more = async (): Promise<boolean> => {
+      const piece = new Uint8Array(256 * 1024);
+      const n = await conn.read(piece);
+      if (n === null) return false;
+      pieces.push(piece.subarray(0, n));
+      have += n;
+      return true;
+    };
+    let end = -1;
+    while ((end = indexOfCrlf2(join(pieces))) < 0) {
+      if (!(await more())) return;
+    }
+    const first = join(pieces);
+    pieces.splice(0, pieces.length, first.subarray(end + 4));
+    have = first.length - end - 4;
+    const [line, ...lines] = new TextDecoder().decode(first.subarray(0, end))
+      .split("\r\n");
+    const [method, target] = line.split(" ");
+    const headers = new Headers();
+    for (const l of lines) {
+      const i = l.indexOf(":");
+      if (i > 0) headers.append(l.slice(0, i).trim(), l.slice(i + 1).trim());
+    }
+    const length = Number(headers.get("content-length"));
+    const isPart = target.startsWith("/rest/2.0/pcs/superfile2");
+    // The fault is taken as the request line arrives, so parts in flight
+    // at once each get their own.
+    const taken = isPart ? { fault: this.#count("upload") } : undefined;
+    const next = taken?.fault;
+    if (next && (next.cutAfter !== undefined || next.stall)) {
+      this.times.set("upload", [
+        ...(this.times.get("upload") ?? []),
+        Date.now(),
+      ]);
+      if (next.cutAfter !== undefined) {
+        while (have < next.cutAfter && await more()) { /* read on */ }
+        return; // closes the connection with the client still sending
+      }
+      while (await more().catch(() => false)) pieces.length = 0;
+      return;
+    }
+    if (Number.isFinite(length)) {
+      while (have < length) if (!(await more())) return;
+    }
+    const buf = join(pieces);
+    const req = new Request(`${this.uploadUrl}${target}`, {
+      method,
+      headers,
+      body: method === "POST" && Number.isFinite(length)
+        ? buf.slice(0, length)
+        : undefined,
+    });
+    const res = await this.#handle(req, taken);
+    const out: Uint8Array[] = [];
+    let broken = false;
+    try {
+      for await (const c of res.body ?? []) out.push(c);
+    } catch {
+      broken = true;
+    }
+    let n = 0;
+    for (const c of out) n += c.length;
+    const head = [`HTTP/1.1 ${res.status} ${res.statusText || "X"}`];
+    res.headers.forEach((v, k) => {
+      if (k !== "content-length") head.push(`${k}: ${v}`);
+    });
+    head.push(`content-length: ${broken ? n + 64 : n}`, "connection: close");
+    await writeAllConn(
+      conn,
+      new TextEncoder().encode(head.join("\r\n") + "\r\n\r\n"),
+    );
+    for (const c of out) await writeAllConn(conn, c);
   }
 
   /** The endpoints block of a config pointing here. */
@@ -218,7 +341,8 @@ export class FakeBaidu {
     return this.#faults.get(method)?.filter((f) => f !== null).length ?? 0;
   }
 
-  async #handle(req: Request): Promise<Response> {
+  /** `taken`: the fault already drawn for this call by the upload host. */
+  async #handle(req: Request, taken?: { fault?: Fault }): Promise<Response> {
     const url = new URL(req.url);
     this.log.push(`${req.method} ${url.pathname}${url.search}`);
     const q = url.searchParams;
@@ -236,7 +360,7 @@ export class FakeBaidu {
       : q.get("method") === "filemanager"
       ? "delete"
       : q.get("method") ?? p;
-    const fault = this.#count(method);
+    const fault = taken ? taken.fault : this.#count(method);
     this.times.set(method, [...(this.times.get(method) ?? []), Date.now()]);
     if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
     if (fault?.expireToken) this.expireAccessToken();
@@ -325,7 +449,7 @@ export class FakeBaidu {
         return this.#precreate(form);
       case "locateupload":
         return json({
-          servers: [{ server: this.url }],
+          servers: [{ server: this.uploadUrl }],
           bak_servers: [{ server: this.url }],
           error_code: 0,
           request_id: this.#seq++,
@@ -744,6 +868,34 @@ export class FakeBaidu {
     }
     return new Response(body.slice(), { status, headers });
   }
+}
+
+function join(pieces: Uint8Array[]): Uint8Array {
+  if (pieces.length === 1) return pieces[0];
+  let n = 0;
+  for (const p of pieces) n += p.length;
+  const out = new Uint8Array(n);
+  n = 0;
+  for (const p of pieces) {
+    out.set(p, n);
+    n += p.length;
+  }
+  pieces.splice(0, pieces.length, out);
+  return out;
+}
+
+function indexOfCrlf2(b: Uint8Array): number {
+  for (let i = 0; i + 3 < b.length; i++) {
+    if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+async function writeAllConn(conn: Deno.Conn, bytes: Uint8Array) {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
 function dropped(): Response {
