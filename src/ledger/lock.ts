@@ -32,6 +32,14 @@ export interface AcquireOptions {
   clock?: Clock;
 }
 
+/**
+ * How long a contender keeps trying even with `waitMs` 0. Two processes
+ * that start together can each make the other's first attempt fail (both
+ * hold a shared lock while asking for the exclusive one); without a short,
+ * jittered retry both gave up and exited 3, and neither ran.
+ */
+const CONTENTION_MS = 1500;
+
 export async function acquireRunLock(
   stateDir: string,
   options: AcquireOptions,
@@ -39,7 +47,8 @@ export async function acquireRunLock(
   Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const file = join(stateDir, "run.lock");
   const infoFile = join(stateDir, "run.lock.json");
-  const deadline = Date.now() + (options.waitMs ?? 0);
+  const started = Date.now();
+  const deadline = started + (options.waitMs ?? 0);
   for (;;) {
     const db = new DatabaseSync(file);
     try {
@@ -52,12 +61,23 @@ export async function acquireRunLock(
         db.close();
       } catch { /* already closed */ }
       if (!isBusyError(err)) throw err;
-      if (Date.now() < deadline) {
-        await (options.clock?.sleep(250) ??
-          new Promise((r) => setTimeout(r, 250)));
+      const now = Date.now();
+      if (now < started + CONTENTION_MS || now < deadline) {
+        if (now < started + CONTENTION_MS) {
+          const pause = 20 + Math.floor(Math.random() * 80);
+          await new Promise((r) => setTimeout(r, pause));
+        } else {
+          await (options.clock?.sleep(250) ??
+            new Promise((r) => setTimeout(r, 250)));
+        }
         continue;
       }
-      const holder = readHolder(infoFile);
+      // The holder writes its name just after taking the lock.
+      let holder = readHolder(infoFile);
+      for (let i = 0; !holder && i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        holder = readHolder(infoFile);
+      }
       const who = holder
         ? `process ${holder.pid} on ${holder.host} ('${holder.command}', since ${holder.since} UTC)`
         : "another process";

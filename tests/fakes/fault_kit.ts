@@ -124,6 +124,8 @@ export interface CliProcess {
   done: Promise<{ code: number; signal: string | null; stderr: string }>;
   /** Resolves when stderr has shown a line matching `re` (or the end). */
   waitFor(re: RegExp): Promise<boolean>;
+  /** What stderr has shown so far. */
+  text(): string;
 }
 
 /** Starts the real CLI as a process that a test may signal or kill. */
@@ -161,6 +163,7 @@ export function startCli(
   return {
     child,
     done,
+    text: () => text,
     waitFor(re) {
       if (re.test(text)) return Promise.resolve(true);
       return new Promise((resolve) => waiters.push({ re, resolve }));
@@ -286,6 +289,14 @@ export async function assertSafe(
   plan: ShopPlan,
   readCopy: (remotePath: string) => Promise<Uint8Array | null>,
   where: string,
+  options: {
+    /**
+     * The shop's app may have written a new file at a path the agent had
+     * just cleaned (a race no agent can close): then the column may be
+     * empty beside a present file, as long as the older bytes have a copy.
+     */
+    rewritten?: boolean;
+  } = {},
 ): Promise<void> {
   const copies = copiesByKey(shop);
   const rows = new Map(
@@ -303,7 +314,18 @@ export async function assertSafe(
         original,
         `${where}: ${o.orderNo}: the local file changed`,
       );
-      assert.equal(column, o.image, `${where}: ${o.orderNo}: column changed`);
+      const completed = (copies.get(String(o.key)) ?? []).some((c) =>
+        c.state === "completed"
+      );
+      if (!(options.rewritten && !column && completed)) {
+        assert.equal(
+          column,
+          o.image,
+          `${where}: ${o.orderNo}: column changed (ledger: ${
+            JSON.stringify(copies.get(String(o.key)))
+          })`,
+        );
+      }
       continue;
     }
     const done = (copies.get(String(o.key)) ?? []).filter((c) =>
