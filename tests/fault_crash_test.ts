@@ -18,6 +18,7 @@ import {
   withSeed,
 } from "./fakes/fault_kit.ts";
 import { runCli } from "./helpers.ts";
+import { FakeBaidu } from "./fakes/baidu_server.ts";
 
 const ORDERS = 300;
 const KILLS = 25;
@@ -115,6 +116,107 @@ Deno.test(
       } finally {
         await calm.close();
         await hurt.close();
+      }
+    });
+  },
+);
+
+/** A shop backing up to a fake Baidu Netdisk on loopback, logged in. */
+async function baiduShop(plan: ReturnType<typeof planOrders>) {
+  const fake = await FakeBaidu.start({ codes: ["good-code"] });
+  const shop = await makePlannedShop(plan, {
+    config: {
+      ...CONFIG,
+      backup: {
+        target: "baidu",
+        concurrency: 2,
+        baidu: {
+          appKey: fake.appKey,
+          secretKey: fake.secretKey,
+          folder: BAIDU_FOLDER,
+          endpoints: fake.endpoints,
+        },
+      },
+    },
+  });
+  const login = await runCli([
+    "baidu",
+    "login",
+    "--code",
+    "good-code",
+    "--config",
+    shop.configPath,
+  ]);
+  assert.equal(login.code, 0, login.stderr);
+  return { fake, shop };
+}
+
+const BAIDU_FOLDER = "/apps/image-agent/hd";
+
+/** No token, key or signed address in what a process printed. */
+function assertNoSecret(fake: FakeBaidu, text: string, where: string) {
+  for (
+    const s of [
+      ...fake.issued,
+      fake.secretKey,
+      "SIGNED-SECRET",
+      "CDN-SIGNATURE",
+      "access_token=",
+    ]
+  ) {
+    assert.ok(!text.includes(s), `${where}: "${s}" reached the log`);
+  }
+}
+
+Deno.test(
+  "run against Baidu Netdisk killed with SIGKILL 12 times: no image lost, no secret logged, and the rerun ends where an undisturbed run ends",
+  async () => {
+    await withSeed("Baidu SIGKILL crash loop", async (seed, random) => {
+      const plan = planOrders(80, seed);
+      const calm = await baiduShop(plan);
+      const hurt = await baiduShop(plan);
+      const fromFake = (p: string) =>
+        Promise.resolve(hurt.fake.files.get(p)?.bytes ?? null);
+      try {
+        const started = Date.now();
+        const c = await runCli(["run", "--config", calm.shop.configPath]);
+        assert.equal(c.code, 0, c.stderr);
+        const window = Math.max(100, (Date.now() - started) / 6);
+        let kills = 0;
+        for (let attempt = 0; kills < 12 && attempt < 36; attempt++) {
+          const p = startCli(["run", "-v", "--config", hurt.shop.configPath]);
+          await p.waitFor(/run started/);
+          await sleep(random() * window);
+          let killed = false;
+          try {
+            p.child.kill("SIGKILL");
+            killed = true;
+          } catch { /* already finished */ }
+          const r = await p.done;
+          if (killed && r.signal === "SIGKILL") kills++;
+          else assert.equal(r.code, 0, r.stderr);
+          assertNoSecret(hurt.fake, r.stderr, `attempt ${attempt}`);
+          await assertSafe(hurt.shop, plan, fromFake, `after kill ${kills}`);
+        }
+        assert.ok(kills >= 8, `only ${kills} kills landed`);
+        const last = await runCli([
+          "run",
+          "-v",
+          "--config",
+          hurt.shop.configPath,
+        ]);
+        assert.equal(last.code, 0, last.stderr);
+        assertNoSecret(hurt.fake, last.stderr, "the rerun");
+        await assertSafe(hurt.shop, plan, fromFake, "after the rerun");
+        await assertSameEnd(hurt.shop, calm.shop, "after the rerun");
+        const remote = (f: FakeBaidu) =>
+          [...f.files.values()].map((x) => [x.path, x.md5]).sort();
+        assert.deepEqual(remote(hurt.fake), remote(calm.fake));
+      } finally {
+        for (const x of [calm, hurt]) {
+          await x.fake.close();
+          await x.shop.close();
+        }
       }
     });
   },
