@@ -786,7 +786,7 @@ export class Ledger {
       `SELECT COUNT(DISTINCT order_key) AS n FROM backups WHERE local_state = 'cleared'`,
     )!;
     const f = this.#get(
-      `SELECT COALESCE(SUM(size), 0) AS b FROM events WHERE kind = 'deleted'`,
+      `SELECT COALESCE(SUM(size), 0) AS b FROM backups WHERE local_state <> 'present'`,
     )!;
     const r = this.#get(
       `SELECT COUNT(*) AS n FROM events WHERE kind = 'restored'`,
