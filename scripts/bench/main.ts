@@ -185,6 +185,19 @@ async function machine(): Promise<string> {
     `- CPU: ${model}, \`nproc\` = ${await text(["nproc"])}`,
     `- Kernel: ${await text(["uname", "-sr"])}`,
     `- Deno: ${Deno.version.deno} (V8 ${Deno.version.v8})`,
+    `- image-agent: commit ${await text([
+      "git",
+      "-C",
+      REPO,
+      "rev-parse",
+      "--short",
+      "HEAD",
+    ])}${
+      (await text(["git", "-C", REPO, "status", "--porcelain", "src"]))
+          .length > 0
+        ? " (with uncommitted changes under src/)"
+        : ""
+    }`,
     `- Tools: ${(await text(["rclone", "version"])).split("\n")[0]}; ${
       (await text(["rsync", "--version"])).split("\n")[0]
     }; ${(await text(["curl", "--version"])).split("\n")[0]}; ${
