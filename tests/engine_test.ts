@@ -599,3 +599,83 @@ for (const backend of shopBackends()) {
     }
   });
 }
+
+for (const backend of shopBackends()) {
+  Deno.test(`[${backend.driver}] runPass() keeps a file another order still names until that order is cleaned too`, async () => {
+    const art = noise(4000, 11);
+    const shop = await makeShop(backend, {
+      orders: [
+        {
+          key: 1,
+          orderNo: "S-1",
+          status: "shipped",
+          image: "shared/猫.png",
+          shippedAt: daysAgo(30),
+          content: art,
+        },
+        {
+          key: 2,
+          orderNo: "S-2",
+          status: "shipped",
+          image: "shared/猫.png",
+          shippedAt: daysAgo(3),
+        },
+        {
+          key: 3,
+          orderNo: "S-3",
+          status: "shipped",
+          image: "pair.png",
+          shippedAt: daysAgo(30),
+          content: "pair",
+        },
+        {
+          key: 4,
+          orderNo: "S-4",
+          status: "shipped",
+          image: "pair.png",
+          shippedAt: daysAgo(30),
+        },
+      ],
+    });
+    try {
+      const e = await openEngine(shop);
+      const first = await runPass(e, { mode: "run", dryRun: false });
+      // S-1 is cleaned but its file stays for S-2, which is not due yet;
+      // S-3 and S-4 share a file and are cleaned together.
+      assert.equal(first.summary.cleaned, 3);
+      assert.deepEqual(
+        await Deno.readFile(join(shop.root, "shared/猫.png")),
+        art,
+      );
+      assert.equal(await exists(join(shop.root, "pair.png")), false);
+      let cols = await imageColumns(shop);
+      assert.deepEqual(cols, {
+        "S-1": null,
+        "S-2": "shared/猫.png",
+        "S-3": null,
+        "S-4": null,
+      });
+      assert.equal(first.summary.freedBytes, 4);
+      // Once S-2 is due, its own backup is made and the file goes.
+      e.clock.advance(8 * 86400000);
+      const second = await runPass(e, { mode: "run", dryRun: false });
+      assert.equal(second.summary.cleaned, 1);
+      assert.equal(await exists(join(shop.root, "shared/猫.png")), false);
+      cols = await imageColumns(shop);
+      assert.equal(cols["S-2"], null);
+      assert.deepEqual(
+        await Deno.readFile(join(shop.backupDir, "S-2", "猫.png")),
+        art,
+      );
+      // Both orders can be restored.
+      const out = await restoreOrders(e, ["S-1", "S-2"], { dryRun: false });
+      assert.deepEqual(out.map((o) => o.status), [
+        "restored",
+        "already_present",
+      ]);
+      await e.close();
+    } finally {
+      await shop.close();
+    }
+  });
+}

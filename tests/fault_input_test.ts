@@ -65,12 +65,9 @@ Deno.test(
         ["X-etc", "/etc/passwd"],
         ["X-out-link", "out-link.png"],
         ["X-out-dir", "out-dir/secret.png"],
-        // TODO: node:sqlite reads a TEXT value only up to its first NUL, so
-        // the agent sees "nul-prefix.png" here; were that another order's
-        // image, this order would back it up and delete it. Name the prefix
-        // after an existing file once src/shop/sqlite.ts flags such values
-        // (instr(col, char(0)) > 0) so that they are refused.
-        ["X-nul", "nul-prefix.png\0../../outside/secret.png"],
+        // Its part before the NUL names another order's image: the value
+        // must be refused, not read as that file.
+        ["X-nul", "shared/real.png\0../../outside/secret.png"],
         ["X-long-name", "b".repeat(300) + ".png"],
         ["X-long-path", "c/".repeat(2100) + "x.png"],
         ["X-loop", "loop-a.png"],
@@ -104,6 +101,7 @@ Deno.test(
       assert.match(r.stderr, /X-out-link: skipped: .*symlink/);
       assert.match(r.stderr, /X-long-name: skipped: .*too long/);
       assert.match(r.stderr, /X-loop: skipped: .*symlink loop/);
+      assert.match(r.stderr, /X-nul: skipped: .*NUL byte/);
 
       assert.deepEqual(await snapshotFiles(outsideDir), outsideBefore);
       assert.equal(await Deno.readTextFile("/etc/passwd") !== "", true);

@@ -59,6 +59,10 @@ interface Work {
   action: "upload" | "delete" | "clear" | "delete-unbacked";
   result?: PutResult;
   error?: unknown;
+  /** Set when the file stays because other orders still name it. */
+  keptFor?: string[];
+  /** Set when the file was gone by the time it was to be deleted. */
+  alreadyGone?: boolean;
 }
 
 /** Bytes uploaded before their completions are committed and deleted. */
@@ -527,11 +531,12 @@ class Pass {
     // The files are removed a few at a time (their completions are already
     // committed); the outcome of each is kept in order for the ledger.
     const gone: boolean[] = new Array(works.length).fill(false);
+    const cleanedTogether = new Set(works.map((w) => w.order.key));
     await forEachLimited(
       works,
       this.d.config.backup.concurrency,
       async (w, i) => {
-        gone[i] = await this.#deleteOne(w);
+        gone[i] = await this.#deleteOne(w, cleanedTogether);
       },
     );
     const deleted = works.filter((_, i) => gone[i]);
@@ -548,11 +553,18 @@ class Pass {
             "deleted without a backup (backup.required is false)",
           );
         }
-        this.d.ledger.markDeleted(w.row!.id);
+        this.d.ledger.markDeleted(
+          w.row!.id,
+          w.keptFor
+            ? `${w.path} kept on disk: order(s) with key ${
+              w.keptFor.join(", ")
+            } still name it`
+            : undefined,
+        );
       }
     });
     for (const w of deleted) {
-      if (w.action !== "clear") {
+      if (w.action !== "clear" && !w.keptFor && !w.alreadyGone) {
         this.summary.freedBytes += w.file?.size ?? 0;
       }
     }
@@ -565,7 +577,7 @@ class Pass {
    * backup. True when the file is gone (or was already) and the deletion
    * is to be recorded.
    */
-  async #deleteOne(w: Work): Promise<boolean> {
+  async #deleteOne(w: Work, cleanedTogether: Set<string>): Promise<boolean> {
     if (w.action === "clear") return true; // file already gone; record and clear
     const now = await Deno.stat(w.path).catch(() => null);
     if (
@@ -584,13 +596,28 @@ class Pass {
       );
       return false;
     }
+    if (!w.file?.link) {
+      // A file other orders still name stays until the last of them is
+      // cleaned; orders cleaned in this same batch let it go together.
+      const others = (await this.d.shop.othersNamingImage(
+        w.order.key,
+        w.order.image,
+      )).filter((k) => !cleanedTogether.has(k));
+      if (others.length > 0) {
+        w.keptFor = others;
+        this.d.log.info(
+          `order ${w.order.orderNo}: ${w.path} is kept on disk: order(s) with key ${
+            others.join(", ")
+          } still name it`,
+        );
+        return true;
+      }
+    }
     try {
       // A symlinked image loses its link only (see Resolved in paths.ts).
-      // TODO: a file two orders name (the same value, or a folder symlink
-      // inside the root) is deleted with the first order cleaned, and the
-      // other, not yet eligible, finds it gone with no backup of its own.
-      // Lift once Shop can list the other orders naming an image, so the
-      // file is kept until the last of them is cleaned.
+      // TODO: two different values naming one file (a folder symlink inside
+      // the root, "a.png" and "./a.png") are not recognised as shared; lift
+      // once images are matched by their resolved path.
       await Deno.remove(w.file?.link ?? w.path);
     } catch (err) {
       if (!isNotFound(err)) {
@@ -606,6 +633,7 @@ class Pass {
         );
         return false;
       }
+      w.alreadyGone = true; // another order of this batch named it too
     }
     if (w.action === "delete-unbacked") {
       this.d.log.warn(

@@ -610,7 +610,7 @@ export class Ledger {
     );
   }
 
-  markDeleted(id: number): void {
+  markDeleted(id: number, detail?: string): void {
     const row = this.byId(id)!;
     this.#run(
       `UPDATE backups SET local_state = 'deleted', deleted_at = ?, updated_at = ? WHERE id = ?`,
@@ -622,7 +622,7 @@ export class Ledger {
       orderKey: row.orderKey,
       orderNo: row.orderNo,
       kind: "deleted",
-      detail: row.path,
+      detail: detail ?? row.path,
       size: row.size,
       sha256: row.sha256,
     });

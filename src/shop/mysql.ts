@@ -446,6 +446,18 @@ export class MysqlShop implements Shop {
     return rows.length ? this.#toOrder(rows[0]) : null;
   }
 
+  async othersNamingImage(key: string, image: string): Promise<string[]> {
+    const q = this.#q;
+    const rows = await this.#busy(() =>
+      this.#rows(
+        `SELECT ${q.key} AS k FROM ${q.table}
+          WHERE ${q.hdImage} = ? AND ${q.key} <> ? LIMIT 20`,
+        [image, this.#bindKey(key)],
+      )
+    );
+    return rows.map((r) => String(r.k));
+  }
+
   clearImages(items: { key: string; image: string }[]): Promise<string[]> {
     if (items.length === 0) return Promise.resolve([]);
     const q = this.#q;

@@ -394,6 +394,18 @@ END
     return rows.length ? this.#toOrder(rows[0]) : null;
   }
 
+  async othersNamingImage(key: string, image: string): Promise<string[]> {
+    const q = this.#q;
+    const rows = await this.#busy(() =>
+      this.#sql.unsafe(
+        `SELECT ${q.key} AS k FROM ${q.table}
+          WHERE ${q.hdImage} = $1 AND ${q.key}::text <> $2 LIMIT 20`,
+        [image, key],
+      )
+    );
+    return rows.map((r) => String(r.k));
+  }
+
   async clearImages(
     items: { key: string; image: string }[],
   ): Promise<string[]> {

@@ -53,6 +53,11 @@ export interface Shop {
   findByOrderNo(orderNo: string): Promise<Order[]>;
   findByKey(key: string): Promise<Order | null>;
   /**
+   * Keys of other orders whose image column holds exactly `image`: a file
+   * they still name must outlive the cleanup of this order.
+   */
+  othersNamingImage(key: string, image: string): Promise<string[]>;
+  /**
    * Empties the image column of each order whose column still holds
    * `image`; returns the keys changed. One transaction for the batch.
    */

@@ -201,7 +201,8 @@ export class SqliteShop implements Shop {
   #select(): string {
     const q = this.#q;
     return `SELECT ${q.key} AS k, ${q.orderNo} AS n, ${q.status} AS s,
-      ${q.hdImage} AS i, ${q.shippedAt} AS t FROM ${q.table}`;
+      ${q.hdImage} AS i, instr(${q.hdImage}, char(0)) > 0 AS z,
+      ${q.shippedAt} AS t FROM ${q.table}`;
   }
 
   #toOrder(r: Record<string, unknown>): Order {
@@ -209,7 +210,11 @@ export class SqliteShop implements Shop {
       key: String(r.k),
       orderNo: r.n === null || r.n === undefined ? "" : String(r.n),
       status: r.s === null || r.s === undefined ? "" : String(r.s),
-      image: r.i === null || r.i === undefined ? "" : String(r.i),
+      // node:sqlite hands back text only up to its first NUL byte; keep the
+      // NUL so the path is refused instead of read as another file's name.
+      image: r.i === null || r.i === undefined
+        ? ""
+        : String(r.i) + (Number(r.z) === 1 ? "\0" : ""),
       shippedAt: r.t === null || r.t === undefined
         ? null
         : parseSqlTime(String(r.t)),
@@ -270,6 +275,17 @@ export class SqliteShop implements Shop {
     return Promise.resolve(
       row ? this.#toOrder(row as Record<string, unknown>) : null,
     );
+  }
+
+  othersNamingImage(key: string, image: string): Promise<string[]> {
+    const q = this.#q;
+    const rows = this.#busy(() =>
+      this.#db.prepare(
+        `SELECT ${q.key} AS k FROM ${q.table}
+          WHERE ${q.hdImage} = ? AND ${q.key} <> ? LIMIT 20`,
+      ).all(image, this.#bindKey(key))
+    );
+    return Promise.resolve(rows.map((r) => String(r.k)));
   }
 
   clearImages(items: { key: string; image: string }[]): Promise<string[]> {
