@@ -322,7 +322,7 @@ async function dbNothingToDo(): Promise<string | undefined> {
 // ------------------------------------------------------------ run
 
 await Deno.mkdir(DATA, { recursive: true });
-await Deno.mkdir(values.target!, { recursive: true });
+if (only.length > 0) await Deno.mkdir(values.target!, { recursive: true });
 const stored = await loadStored();
 if (only.length > 0) stored.machine = await machine();
 
@@ -368,7 +368,9 @@ for (const b of only) {
   }
   await Deno.writeTextFile(RESULTS, JSON.stringify(stored, null, 2));
 }
-await removeTree(values.target!);
+// Only a run that used the target empties it (never --render: a
+// benchmark running beside it may be writing there).
+if (only.length > 0) await removeTree(values.target!);
 
 const report = render(stored);
 if (values["no-write"]) {
