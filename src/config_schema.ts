@@ -61,6 +61,12 @@ export function checkObject(value: unknown, schema: Schema, path = ""): Json {
   for (const [key, field] of Object.entries(schema)) {
     const full = path ? `${path}.${key}` : key;
     const v = input[key];
+    if (v === null && field.type === "object") {
+      throw new ConfigError(
+        `Config key "${full}" must be an object, not null (leave it out for the defaults)`,
+        full,
+      );
+    }
     if (v === undefined || v === null) {
       if (field.type === "object") {
         if (field.required) {

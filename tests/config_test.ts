@@ -77,6 +77,7 @@ Deno.test("parseConfig() names the key at fault", () => {
       /list of strings/,
     ],
     ["missing image root", (c) => (c.images = {}), "images.root", /missing/],
+    ["null section", (c) => (c.orders = null), "orders", /not null/],
     [
       "local target without a folder",
       (c) => (c.backup = {}),
