@@ -610,76 +610,60 @@ export class Ledger {
     );
   }
 
-  markDeleted(id: number, detail?: string): void {
+  /**
+   * Records one step of a row: sets `column` = now (and `local_state` or
+   * `state` as given) and writes the matching event, built from the row.
+   */
+  #step(
+    id: number,
+    set: string,
+    column: string,
+    event: (row: BackupRow) => Omit<NewEvent, "orderKey" | "orderNo">,
+  ): void {
     const row = this.byId(id)!;
     this.#run(
-      `UPDATE backups SET local_state = 'deleted', deleted_at = ?, updated_at = ? WHERE id = ?`,
+      `UPDATE backups SET ${set}, ${column} = ?, updated_at = ? WHERE id = ?`,
       this.#stamp(),
       this.#stamp(),
       id,
     );
-    this.event({
-      orderKey: row.orderKey,
-      orderNo: row.orderNo,
+    this.event({ orderKey: row.orderKey, orderNo: row.orderNo, ...event(row) });
+  }
+
+  markDeleted(id: number, detail?: string): void {
+    this.#step(id, "local_state = 'deleted'", "deleted_at", (row) => ({
       kind: "deleted",
       detail: detail ?? row.path,
       size: row.size,
       sha256: row.sha256,
-    });
+    }));
   }
 
   markCleared(id: number, detail?: string): void {
-    const row = this.byId(id)!;
-    this.#run(
-      `UPDATE backups SET local_state = 'cleared', cleared_at = ?, updated_at = ? WHERE id = ?`,
-      this.#stamp(),
-      this.#stamp(),
-      id,
-    );
-    this.event({
-      orderKey: row.orderKey,
-      orderNo: row.orderNo,
+    this.#step(id, "local_state = 'cleared'", "cleared_at", (row) => ({
       kind: "cleared",
       detail: detail ?? `image column emptied (was "${row.image}")`,
-    });
+    }));
   }
 
   markRestored(id: number): void {
-    const row = this.byId(id)!;
-    this.#run(
-      `UPDATE backups SET local_state = 'present', restored_at = ?, updated_at = ? WHERE id = ?`,
-      this.#stamp(),
-      this.#stamp(),
-      id,
-    );
-    this.event({
-      orderKey: row.orderKey,
-      orderNo: row.orderNo,
+    this.#step(id, "local_state = 'present'", "restored_at", (row) => ({
       kind: "restored",
       detail: row.path,
       size: row.size,
       sha256: row.sha256,
       target: row.target,
       remotePath: row.remotePath,
-    });
+    }));
   }
 
   markExpired(id: number): void {
-    const row = this.byId(id)!;
-    this.#run(
-      `UPDATE backups SET state = 'expired', expired_at = ?, updated_at = ? WHERE id = ?`,
-      this.#stamp(),
-      this.#stamp(),
-      id,
-    );
-    this.event({
-      orderKey: row.orderKey,
-      orderNo: row.orderNo,
+    this.#step(id, "state = 'expired'", "expired_at", (row) => ({
       kind: "expired",
       detail: `remote copy removed after the retention period`,
       target: row.target,
       remotePath: row.remotePath,
-    });
+    }));
   }
 
   /**

@@ -22,7 +22,14 @@ import mysql from "mysql2/promise";
 import type { OrdersConfig } from "../config.ts";
 import { AgentError, ConfigError, errorMessage } from "../errors.ts";
 import { parseSqlTime, sqlTime } from "../clock.ts";
-import type { EligibleQuery, MigrationReport, Order, Shop } from "./shop.ts";
+import {
+  type EligibleQuery,
+  type MigrationReport,
+  type Order,
+  type QuotedNames,
+  quoteNames,
+  type Shop,
+} from "./shop.ts";
 import {
   connectionError,
   describeTarget,
@@ -56,7 +63,6 @@ export function isMysqlBusy(err: unknown): boolean {
 }
 
 type Row = Record<string, unknown>;
-type Names = Record<keyof Omit<OrdersConfig, "shippedStatuses">, string>;
 type Param = string | number | null;
 
 interface ColumnInfo {
@@ -70,7 +76,7 @@ export class MysqlShop implements Shop {
   #conn: mysql.Connection;
   #target: ServerTarget;
   #o: OrdersConfig;
-  #q: Names;
+  #q: QuotedNames;
   #patience: number;
   #mariadb = false;
   #backslashEscapes = true;
@@ -86,14 +92,7 @@ export class MysqlShop implements Shop {
     this.#o = options.orders;
     this.#patience = patienceFor(options.busyTimeoutMs);
     const o = this.#o;
-    this.#q = {
-      table: quoteIdent(o.table),
-      key: quoteIdent(o.key),
-      orderNo: quoteIdent(o.orderNo),
-      status: quoteIdent(o.status),
-      hdImage: quoteIdent(o.hdImage),
-      shippedAt: quoteIdent(o.shippedAt),
-    };
+    this.#q = quoteNames(o, quoteIdent);
   }
 
   /** Connects, sets the session up and checks the order table. */

@@ -20,7 +20,14 @@
 import postgres from "postgres";
 import type { OrdersConfig } from "../config.ts";
 import { AgentError, ConfigError, errorMessage } from "../errors.ts";
-import type { EligibleQuery, MigrationReport, Order, Shop } from "./shop.ts";
+import {
+  type EligibleQuery,
+  type MigrationReport,
+  type Order,
+  type QuotedNames,
+  quoteNames,
+  type Shop,
+} from "./shop.ts";
 import {
   advisoryLockId,
   connectionError,
@@ -54,14 +61,13 @@ type Sql = postgres.Sql;
 /** A connection or a transaction: anything that runs a statement. */
 type Runner = Pick<postgres.TransactionSql, "unsafe">;
 type Row = Record<string, unknown>;
-type Names = Record<keyof Omit<OrdersConfig, "shippedStatuses">, string>;
 
 export class PostgresShop implements Shop {
   readonly driver = "postgres";
   #sql: Sql;
   #target: ServerTarget;
   #o: OrdersConfig;
-  #q: Names;
+  #q: QuotedNames;
   #patience: number;
   /** What an emptied image column holds: NULL, or '' when NOT NULL. */
   #emptyImage: "NULL" | "''" = "NULL";
@@ -74,14 +80,7 @@ export class PostgresShop implements Shop {
     this.#o = options.orders;
     this.#patience = patienceFor(options.busyTimeoutMs);
     const o = this.#o;
-    this.#q = {
-      table: quoteIdent(o.table),
-      key: quoteIdent(o.key),
-      orderNo: quoteIdent(o.orderNo),
-      status: quoteIdent(o.status),
-      hdImage: quoteIdent(o.hdImage),
-      shippedAt: quoteIdent(o.shippedAt),
-    };
+    this.#q = quoteNames(o, quoteIdent);
   }
 
   /** Connects, sets the session up and checks the order table. */

@@ -75,3 +75,31 @@ export interface Shop {
   release(keys: string[]): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The order table's names, each quoted for the dialect. */
+export type QuotedNames = Record<
+  "table" | "key" | "orderNo" | "status" | "hdImage" | "shippedAt",
+  string
+>;
+
+/** Quotes every configured name with the dialect's `quote`. */
+export function quoteNames(
+  o: {
+    table: string;
+    key: string;
+    orderNo: string;
+    status: string;
+    hdImage: string;
+    shippedAt: string;
+  },
+  quote: (name: string) => string,
+): QuotedNames {
+  return {
+    table: quote(o.table),
+    key: quote(o.key),
+    orderNo: quote(o.orderNo),
+    status: quote(o.status),
+    hdImage: quote(o.hdImage),
+    shippedAt: quote(o.shippedAt),
+  };
+}

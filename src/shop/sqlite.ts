@@ -12,7 +12,14 @@ import type { OrdersConfig } from "../config.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { parseSqlTime, sqlTime } from "../clock.ts";
 import { withBusyRetry } from "../sqlite_busy.ts";
-import type { EligibleQuery, MigrationReport, Order, Shop } from "./shop.ts";
+import {
+  type EligibleQuery,
+  type MigrationReport,
+  type Order,
+  type QuotedNames,
+  quoteNames,
+  type Shop,
+} from "./shop.ts";
 
 /** Quotes a validated identifier for SQLite. */
 export function quoteIdent(name: string): string {
@@ -42,7 +49,7 @@ export class SqliteShop implements Shop {
   #numericKey = false;
   /** What an emptied image column holds: NULL, or '' when NOT NULL. */
   #emptyImage: "NULL" | "''" = "NULL";
-  #q: Record<keyof Omit<OrdersConfig, "shippedStatuses">, string>;
+  #q: QuotedNames;
 
   constructor(options: SqliteShopOptions) {
     this.#o = options.orders;
@@ -58,14 +65,7 @@ export class SqliteShop implements Shop {
     }
     this.#db.exec(`PRAGMA busy_timeout = ${Math.floor(options.busyTimeoutMs)}`);
     const o = this.#o;
-    this.#q = {
-      table: quoteIdent(o.table),
-      key: quoteIdent(o.key),
-      orderNo: quoteIdent(o.orderNo),
-      status: quoteIdent(o.status),
-      hdImage: quoteIdent(o.hdImage),
-      shippedAt: quoteIdent(o.shippedAt),
-    };
+    this.#q = quoteNames(o, quoteIdent);
     this.#checkTable();
   }
 
