@@ -12,6 +12,7 @@ import {
   parseCommandArgs,
   printJson,
 } from "./command.ts";
+import { renderQr } from "./qr.ts";
 import { readConfig } from "./context.ts";
 import { AuthRequiredError, UsageError } from "../errors.ts";
 import { formatBytes } from "../log.ts";
@@ -170,8 +171,14 @@ async function deviceLogin(
   ctx: OAuthContext,
 ): Promise<TokenAnswer> {
   const dc = await requestDeviceCode(ctx);
-  // TODO: draw the QR code in the terminal too, once a small QR encoder is
-  // vendored; until then the address and code are typed by hand.
+  if (deps.interactive) {
+    // The pre-filled address is not documented by Baidu; the code below the
+    // picture is still there to type if the page asks for it.
+    const url = `${dc.verificationUrl}${
+      dc.verificationUrl.includes("?") ? "&" : "?"
+    }display=mobile&code=${encodeURIComponent(dc.userCode)}`;
+    deps.log.info(`Scan with a phone:\n${renderQr(url)}`);
+  }
   deps.log.info(
     `To log in, open ${dc.verificationUrl} on any phone or computer and enter the code:\n\n    ${dc.userCode}\n\nWaiting for the approval (the code is valid ${
       Math.round(dc.expiresIn / 60)
