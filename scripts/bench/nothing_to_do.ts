@@ -68,9 +68,12 @@ export async function benchNothingToDo(
     } else {
       buildSeconds = Number(await Deno.readTextFile(join(dir, ".built")));
     }
+    // A fresh ledger with a fresh (empty) backup folder: image-agent refuses
+    // a backup folder holding copies its ledger does not know.
+    await removeTree(join(dir, "state"));
+    await removeTree(join(dir, "backup"));
     await Deno.mkdir(join(dir, "images"), { recursive: true });
     await Deno.mkdir(join(dir, "backup"), { recursive: true });
-    await removeTree(join(dir, "state"));
     const config = await writeConfig({
       dir,
       db,
