@@ -118,6 +118,7 @@ export async function benchNothingToDo(
 export function renderNothingToDo(
   r: IdleResult | undefined,
   extra: string | undefined,
+  loadNote = "",
 ): string {
   const out: string[] = [
     "## 1. A run with nothing to do",
@@ -165,6 +166,8 @@ export function renderNothingToDo(
       }\`.`,
       "",
       "**What limits it.** Process start dominates: `deno run` loading and compiling the program's modules (the `--help` column). Beyond that a run opens the shop and checks its columns, opens the ledger (WAL, `synchronous=FULL`) and commits two small transactions (the run's start and end, each an fsync), takes and releases the run lock, and asks the partial index `image_agent_eligible` for shipped orders older than the cutoff that still have an image: a range search on `shipped_at` in an index that holds only the orders with an image, so its cost follows the number of orders still holding an image, not the size of the table.",
+      "",
+      loadNote,
       "",
     );
   }
