@@ -207,6 +207,7 @@ export class PostgresShop implements Shop {
     const tag = (await sha256Hex(o.table)).slice(0, 10);
     const fnName = `image_agent_stamp_${tag}`;
     const indexName = `image_agent_eligible_${tag}`;
+    const imageIndexName = `image_agent_image_${tag}`;
 
     return await this.#busy(() =>
       this.#sql.begin(async (tx) => {
@@ -262,6 +263,11 @@ END
         const fnMark = await mark(fnSql);
         const triggerMark = await mark(triggerSql + fnMark);
         const indexMark = await mark(indexSql);
+        // Finds the other orders naming an image before its file is deleted.
+        const imageIndexSql =
+          `CREATE INDEX ${imageIndexName} ON ${q.table} (${q.hdImage})
+  WHERE ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> ''`;
+        const imageIndexMark = await mark(imageIndexSql);
 
         const [have] = await tx.unsafe(
           `SELECT
@@ -277,8 +283,14 @@ END
               WHERE c.relname = $5 AND n.nspname = $4) AS idx,
              (SELECT count(*) FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relname = $5 AND n.nspname = $4) AS idx_n`,
-          [fnName, TRIGGER_NAME, q.table, schema, indexName],
+              WHERE c.relname = $5 AND n.nspname = $4) AS idx_n,
+             (SELECT obj_description(c.oid, 'pg_class') FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = $6 AND n.nspname = $4) AS img,
+             (SELECT count(*) FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = $6 AND n.nspname = $4) AS img_n`,
+          [fnName, TRIGGER_NAME, q.table, schema, indexName, imageIndexName],
         );
         if (have.fn !== fnMark) {
           await tx.unsafe(fnSql);
@@ -305,6 +317,17 @@ END
           await tx.unsafe(indexSql);
           await tx.unsafe(
             `COMMENT ON INDEX ${idxQ} IS ${pgLiteral(indexMark)}`,
+          );
+          report.addedIndex = true;
+        }
+        if (have.img !== imageIndexMark) {
+          const imgQ = `${quoteIdent(String(schema))}.${
+            quoteIdent(imageIndexName)
+          }`;
+          if (Number(have.img_n) > 0) await tx.unsafe(`DROP INDEX ${imgQ}`);
+          await tx.unsafe(imageIndexSql);
+          await tx.unsafe(
+            `COMMENT ON INDEX ${imgQ} IS ${pgLiteral(imageIndexMark)}`,
           );
           report.addedIndex = true;
         }
@@ -398,7 +421,8 @@ END
     const rows = await this.#busy(() =>
       this.#sql.unsafe(
         `SELECT ${q.key} AS k FROM ${q.table}
-          WHERE ${q.hdImage} = $1 AND ${q.key}::text <> $2 LIMIT 20`,
+          WHERE ${q.hdImage} = $1 AND ${q.key}::text <> $2
+            AND ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> '' LIMIT 20`,
         [image, key],
       )
     );

@@ -40,6 +40,7 @@ export interface SqliteShopOptions {
 export const TRIGGER_UPDATE = "image_agent_stamp_shipped_at";
 export const TRIGGER_INSERT = "image_agent_stamp_shipped_at_insert";
 export const ELIGIBLE_INDEX = "image_agent_eligible";
+export const IMAGE_INDEX = "image_agent_image";
 
 export class SqliteShop implements Shop {
   readonly driver = "sqlite";
@@ -152,9 +153,19 @@ export class SqliteShop implements Shop {
   BEGIN UPDATE ${q.table} SET ${q.shippedAt} = ${stamp} WHERE ${rowRef}; END`,
       ],
     ];
-    const indexSql =
-      `CREATE INDEX ${ELIGIBLE_INDEX} ON ${q.table} (${q.shippedAt}, ${q.status})
-  WHERE ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> ''`;
+    const indexes: [string, string][] = [
+      [
+        ELIGIBLE_INDEX,
+        `CREATE INDEX ${ELIGIBLE_INDEX} ON ${q.table} (${q.shippedAt}, ${q.status})
+  WHERE ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> ''`,
+      ],
+      [
+        // Finds the other orders naming an image before its file is deleted.
+        IMAGE_INDEX,
+        `CREATE INDEX ${IMAGE_INDEX} ON ${q.table} (${q.hdImage})
+  WHERE ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> ''`,
+      ],
+    ];
 
     this.#busy(() => {
       this.#db.exec("BEGIN IMMEDIATE");
@@ -176,11 +187,10 @@ export class SqliteShop implements Shop {
           this.#db.exec(sql);
           report.installedTrigger = true;
         }
-        if (sqlOf.get(ELIGIBLE_INDEX) !== indexSql) {
-          if (sqlOf.has(ELIGIBLE_INDEX)) {
-            this.#db.exec(`DROP INDEX ${ELIGIBLE_INDEX}`);
-          }
-          this.#db.exec(indexSql);
+        for (const [name, sql] of indexes) {
+          if (sqlOf.get(name) === sql) continue;
+          if (sqlOf.has(name)) this.#db.exec(`DROP INDEX ${name}`);
+          this.#db.exec(sql);
           report.addedIndex = true;
         }
         const placeholders = o.shippedStatuses.map(() => "?").join(", ");
@@ -282,7 +292,8 @@ export class SqliteShop implements Shop {
     const rows = this.#busy(() =>
       this.#db.prepare(
         `SELECT ${q.key} AS k FROM ${q.table}
-          WHERE ${q.hdImage} = ? AND ${q.key} <> ? LIMIT 20`,
+          WHERE ${q.hdImage} = ? AND ${q.key} <> ?
+            AND ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> '' LIMIT 20`,
       ).all(image, this.#bindKey(key))
     );
     return Promise.resolve(rows.map((r) => String(r.k)));
