@@ -679,3 +679,47 @@ for (const backend of shopBackends()) {
     }
   });
 }
+
+Deno.test("runPass() never deletes an image replaced after its backup, even with the same size and time", async () => {
+  const shop = await makeShop(shopBackends()[0], {
+    orders: [{
+      key: 1,
+      orderNo: "R-1",
+      status: "shipped",
+      image: "r.png",
+      shippedAt: daysAgo(30),
+      content: noise(2000, 21),
+    }],
+  });
+  try {
+    const path = join(shop.root, "r.png");
+    const repainted = noise(2000, 22);
+    let saved = false;
+    const e = await openEngine(shop, {
+      afterStep: (step) => {
+        if (step !== "completed" || saved) return;
+        saved = true;
+        // The shop's editor saves a new version the usual way (a new file
+        // renamed over the old one) with the same size and time stamp.
+        const before = Deno.statSync(path);
+        Deno.writeFileSync(path + ".new", repainted);
+        Deno.utimeSync(path + ".new", before.atime!, before.mtime!);
+        Deno.renameSync(path + ".new", path);
+      },
+    });
+    const r = await runPass(e, { mode: "run", dryRun: false });
+    assert.equal(r.summary.cleaned, 0);
+    assert.deepEqual(await Deno.readFile(path), repainted);
+    assert.equal((await imageColumns(shop))["R-1"], "r.png");
+    // The next run backs up the new version before it deletes anything.
+    const again = await runPass(e, { mode: "run", dryRun: false });
+    await e.close();
+    assert.equal(again.summary.cleaned, 1);
+    assert.deepEqual(
+      await Deno.readFile(join(shop.backupDir, "R-1", "r.png")),
+      repainted,
+    );
+  } finally {
+    await shop.close();
+  }
+});

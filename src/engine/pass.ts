@@ -18,14 +18,20 @@
  * deleted unless its copy is recorded complete and verified.
  */
 
-import { basename, dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { DAY_MS, parseSqlTime } from "../clock.ts";
 import { ConfigError, errorMessage, StorageError } from "../errors.ts";
 import { formatBytes } from "../log.ts";
 import type { BackupRow, RunSummary } from "../ledger/ledger.ts";
 import type { Order } from "../shop/shop.ts";
 import type { PutResult, UploadSource } from "../storage/storage.ts";
-import { fsProblem, isNotFound, sha256File, syncDirAsync } from "../fsutil.ts";
+import {
+  fsProblem,
+  isNotFound,
+  randomSuffix,
+  sha256File,
+  syncDirAsync,
+} from "../fsutil.ts";
 import { type Resolved, resolveImage } from "./paths.ts";
 import type { EngineDeps, OrderOutcome } from "./engine.ts";
 import { forEachLimited } from "./pool.ts";
@@ -578,24 +584,9 @@ class Pass {
    * is to be recorded.
    */
   async #deleteOne(w: Work, cleanedTogether: Set<string>): Promise<boolean> {
-    if (w.action === "clear") return true; // file already gone; record and clear
-    const now = await Deno.stat(w.path).catch(() => null);
-    if (
-      now && w.file &&
-      (now.size !== w.file.size ||
-        (now.mtime?.getTime() ?? 0) !== w.file.mtimeMs)
-    ) {
-      this.d.log.warn(
-        `order ${w.order.orderNo}: ${w.path} changed after it was backed up; not deleted, it will be backed up again next run`,
-      );
-      this.d.ledger.transaction(() =>
-        this.d.ledger.invalidate(
-          w.row!.id,
-          "the image changed after its backup",
-        )
-      );
-      return false;
-    }
+    // The file is already gone: record and clear, once any copy a killed
+    // run set aside is settled.
+    if (w.action === "clear") return await this.#settleSetAside(w);
     if (!w.file?.link) {
       // A file other orders still name stays until the last of them is
       // cleaned; orders cleaned in this same batch let it go together.
@@ -614,11 +605,15 @@ class Pass {
       }
     }
     try {
-      // A symlinked image loses its link only (see Resolved in paths.ts).
       // TODO: two different values naming one file (a folder symlink inside
       // the root, "a.png" and "./a.png") are not recognised as shared; lift
       // once images are matched by their resolved path.
-      await Deno.remove(w.file?.link ?? w.path);
+      if (w.file?.link) {
+        // A symlinked image loses its link only (see Resolved in paths.ts).
+        await Deno.remove(w.file.link);
+      } else if (!(await this.#removeIfUnchanged(w))) {
+        return false;
+      }
     } catch (err) {
       if (!isNotFound(err)) {
         const reason = `cannot delete ${w.path}: ${
@@ -641,6 +636,103 @@ class Pass {
       );
     }
     return true;
+  }
+
+  /**
+   * Deletes the image only if it is still the very file that was backed up.
+   * It is first renamed aside (atomic), so an image the shop's application
+   * puts at that path at the same moment is never the one deleted; the file
+   * set aside is then checked (inode, size, modification time) and only then
+   * unlinked. A file that changed since its backup goes back to its place,
+   * or stays beside it when the path was taken again meanwhile.
+   */
+  async #removeIfUnchanged(w: Work): Promise<boolean> {
+    const file = w.file!;
+    const aside = join(
+      dirname(w.path),
+      `.${basename(w.path)}.image-agent-deleting-${randomSuffix()}`,
+    );
+    await Deno.rename(w.path, aside);
+    const now = await Deno.stat(aside);
+    if (
+      now.size === file.size &&
+      (now.mtime?.getTime() ?? 0) === file.mtimeMs &&
+      (file.ino === null || now.ino === file.ino)
+    ) {
+      await Deno.remove(aside);
+      return true;
+    }
+    let kept = w.path;
+    try {
+      await Deno.link(aside, w.path);
+      await Deno.remove(aside);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+      kept = join(
+        dirname(w.path),
+        `${basename(w.path)}.image-agent-kept-${randomSuffix()}`,
+      );
+      await Deno.rename(aside, kept);
+    }
+    this.d.log.warn(
+      `order ${w.order.orderNo}: ${w.path} changed after it was backed up; not deleted (it is at ${kept}), it will be backed up again next run`,
+    );
+    this.d.ledger.transaction(() =>
+      this.d.ledger.invalidate(w.row!.id, "the image changed after its backup")
+    );
+    return false;
+  }
+
+  /**
+   * A run killed between setting an image aside and unlinking it leaves
+   * `.<name>.image-agent-deleting-*` beside the path. One whose bytes are the
+   * recorded copy's is removed; any other goes back to its place (or beside
+   * it, when the path is taken), the row is set back to be backed up again
+   * and false is returned: the column must not be cleared.
+   */
+  async #settleSetAside(w: Work): Promise<boolean> {
+    let dir: string;
+    try {
+      dir = await Deno.realPath(dirname(w.path));
+    } catch {
+      return true; // no folder: nothing was set aside there
+    }
+    const name = basename(w.path);
+    const prefix = `.${name}.image-agent-deleting-`;
+    const found: string[] = [];
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isFile && e.name.startsWith(prefix)) found.push(join(dir, e.name));
+    }
+    let allGone = true;
+    for (const aside of found) {
+      const { sha256 } = await sha256File(aside);
+      if (sha256 === w.row!.sha256) {
+        await Deno.remove(aside);
+        continue;
+      }
+      allGone = false;
+      let kept = join(dir, name);
+      try {
+        await Deno.link(aside, kept);
+        await Deno.remove(aside);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+        kept = join(dir, `${name}.image-agent-kept-${randomSuffix()}`);
+        await Deno.rename(aside, kept);
+      }
+      this.d.log.warn(
+        `order ${w.order.orderNo}: an interrupted run had set aside a version of ${w.path} that differs from its backup; it is back at ${kept} and will be backed up again`,
+      );
+    }
+    if (!allGone) {
+      this.d.ledger.transaction(() =>
+        this.d.ledger.invalidate(
+          w.row!.id,
+          "the image changed after its backup",
+        )
+      );
+    }
+    return allGone;
   }
 
   /** Step 5: empties the image column of rows whose file is deleted. */

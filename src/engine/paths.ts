@@ -16,6 +16,8 @@ export type Resolved =
     path: string;
     size: number;
     mtimeMs: number;
+    /** The file's inode (null where the platform has none): its identity. */
+    ino: number | null;
     /**
      * The path as written when it is itself a symlink (to `path`, inside
      * the root). Cleaning such an order removes the link, never the file
@@ -122,6 +124,7 @@ export async function resolveImage(
     path: real,
     size: info.size,
     mtimeMs: info.mtime?.getTime() ?? 0,
+    ino: info.ino ?? null,
     ...(link ? { link } : {}),
   };
 }
