@@ -23,6 +23,8 @@ import type { OrdersConfig } from "../config.ts";
 import { AgentError, ConfigError, errorMessage } from "../errors.ts";
 import { parseSqlTime, sqlTime } from "../clock.ts";
 import {
+  checkOrderColumns,
+  type ColumnInfo,
   type EligibleQuery,
   type MigrationReport,
   type Order,
@@ -64,12 +66,6 @@ export function isMysqlBusy(err: unknown): boolean {
 
 type Row = Record<string, unknown>;
 type Param = string | number | null;
-
-interface ColumnInfo {
-  name: string;
-  type: string;
-  notNull: boolean;
-}
 
 export class MysqlShop implements Shop {
   readonly driver = "mysql";
@@ -185,30 +181,12 @@ export class MysqlShop implements Shop {
   }
 
   async #checkTable(): Promise<void> {
-    const cols = await this.#tableInfo();
-    const o = this.#o;
-    if (cols.length === 0) {
-      throw new ConfigError(
-        `Config key "orders.table": the shop database ${
-          describeTarget(this.#target)
-        } has no table "${o.table}"`,
-        "orders.table",
-      );
-    }
-    const names = new Set(cols.map((c) => c.name));
-    for (const k of ["key", "orderNo", "status", "hdImage"] as const) {
-      if (!names.has(o[k])) {
-        throw new ConfigError(
-          `Config key "orders.${k}": table "${o.table}" has no column "${
-            o[k]
-          }" (it has ${[...names].join(", ")})`,
-          `orders.${k}`,
-        );
-      }
-    }
-    const key = cols.find((c) => c.name === o.key)!;
+    const { key, image } = checkOrderColumns(
+      await this.#tableInfo(),
+      this.#o,
+      `${describeTarget(this.#target)} `,
+    );
     this.#numericKey = /int|decimal/.test(key.type);
-    const image = cols.find((c) => c.name === o.hdImage)!;
     this.#emptyImage = image.notNull ? "''" : "NULL";
   }
 

@@ -21,6 +21,8 @@ import postgres from "postgres";
 import type { OrdersConfig } from "../config.ts";
 import { AgentError, ConfigError, errorMessage } from "../errors.ts";
 import {
+  checkOrderColumns,
+  type ColumnInfo,
   type EligibleQuery,
   type MigrationReport,
   type Order,
@@ -129,9 +131,7 @@ export class PostgresShop implements Shop {
     });
   }
 
-  async #tableInfo(sql: Runner = this.#sql): Promise<
-    { name: string; type: string; notNull: boolean }[]
-  > {
+  async #tableInfo(sql: Runner = this.#sql): Promise<ColumnInfo[]> {
     const rows = await sql.unsafe(
       `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
               a.attnotnull AS not_null
@@ -149,28 +149,12 @@ export class PostgresShop implements Shop {
   }
 
   async #checkTable(): Promise<void> {
-    const cols = await this.#tableInfo();
-    const o = this.#o;
-    if (cols.length === 0) {
-      throw new ConfigError(
-        `Config key "orders.table": the shop database ${
-          describeTarget(this.#target)
-        } has no table "${o.table}" on its search_path`,
-        "orders.table",
-      );
-    }
-    const names = new Set(cols.map((c) => c.name));
-    for (const k of ["key", "orderNo", "status", "hdImage"] as const) {
-      if (!names.has(o[k])) {
-        throw new ConfigError(
-          `Config key "orders.${k}": table "${o.table}" has no column "${
-            o[k]
-          }" (it has ${[...names].join(", ")})`,
-          `orders.${k}`,
-        );
-      }
-    }
-    const image = cols.find((c) => c.name === o.hdImage)!;
+    const { image } = checkOrderColumns(
+      await this.#tableInfo(),
+      this.#o,
+      `${describeTarget(this.#target)} `,
+      " on its search_path",
+    );
     this.#emptyImage = image.notNull ? "''" : "NULL";
   }
 

@@ -13,6 +13,9 @@
  *   value the shop wrote meanwhile is never overwritten.
  */
 
+import type { OrdersConfig } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+
 export interface Order {
   /** The primary key, as text. */
   key: string;
@@ -101,5 +104,46 @@ export function quoteNames(
     status: quote(o.status),
     hdImage: quote(o.hdImage),
     shippedAt: quote(o.shippedAt),
+  };
+}
+
+/** One column of the order table, as the dialect's catalogue describes it. */
+export interface ColumnInfo {
+  name: string;
+  type: string;
+  notNull: boolean;
+}
+
+/**
+ * Checks that the order table exists and has every configured column;
+ * throws `ConfigError` naming the key. Returns the key and image columns.
+ * `where` ends the missing-table message ("on its search_path").
+ */
+export function checkOrderColumns(
+  cols: ColumnInfo[],
+  o: OrdersConfig,
+  database: string,
+  where = "",
+): { key: ColumnInfo; image: ColumnInfo } {
+  if (cols.length === 0) {
+    throw new ConfigError(
+      `Config key "orders.table": the shop database ${database}has no table "${o.table}"${where}`,
+      "orders.table",
+    );
+  }
+  const names = new Set(cols.map((c) => c.name));
+  for (const k of ["key", "orderNo", "status", "hdImage"] as const) {
+    if (!names.has(o[k])) {
+      throw new ConfigError(
+        `Config key "orders.${k}": table "${o.table}" has no column "${
+          o[k]
+        }" (it has ${[...names].join(", ")})`,
+        `orders.${k}`,
+      );
+    }
+  }
+  return {
+    key: cols.find((c) => c.name === o.key)!,
+    image: cols.find((c) => c.name === o.hdImage)!,
   };
 }

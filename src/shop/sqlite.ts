@@ -13,6 +13,7 @@ import { ConfigError, errorMessage } from "../errors.ts";
 import { parseSqlTime, sqlTime } from "../clock.ts";
 import { withBusyRetry } from "../sqlite_busy.ts";
 import {
+  checkOrderColumns,
   type EligibleQuery,
   type MigrationReport,
   type Order,
@@ -89,28 +90,17 @@ export class SqliteShop implements Shop {
   }
 
   #checkTable(): void {
-    const cols = this.#tableInfo();
-    if (cols.length === 0) {
-      throw new ConfigError(
-        `Config key "orders.table": the shop database has no table "${this.#o.table}"`,
-        "orders.table",
-      );
-    }
-    const names = new Set(cols.map((c) => c.name));
-    for (const k of ["key", "orderNo", "status", "hdImage"] as const) {
-      if (!names.has(this.#o[k])) {
-        throw new ConfigError(
-          `Config key "orders.${k}": table "${this.#o.table}" has no column "${
-            this.#o[k]
-          }" (it has ${[...names].join(", ")})`,
-          `orders.${k}`,
-        );
-      }
-    }
-    const keyCol = cols.find((c) => c.name === this.#o.key)!;
-    this.#numericKey = /INT/i.test(keyCol.type);
-    const imageCol = cols.find((c) => c.name === this.#o.hdImage)!;
-    this.#emptyImage = imageCol.notnull ? "''" : "NULL";
+    const { key, image } = checkOrderColumns(
+      this.#tableInfo().map((c) => ({
+        name: c.name,
+        type: c.type,
+        notNull: c.notnull !== 0,
+      })),
+      this.#o,
+      "",
+    );
+    this.#numericKey = /INT/i.test(key.type);
+    this.#emptyImage = image.notNull ? "''" : "NULL";
   }
 
   #bindKey(key: string): SQLInputValue {
