@@ -174,7 +174,7 @@ export function renderNothingToDo(
   out.push("### Other shop databases", "");
   out.push(
     extra ??
-      "TODO(PostgreSQL/MySQL): when `scripts/bench/db_nothing_to_do.ts` exists and test servers are available (`scripts/test-db-servers.sh`), `main.ts` runs it and its tables go here.",
+      'Not measured in this file yet: start the test servers with `eval "$(bash scripts/test-db-servers.sh start)"` and run `deno task bench --only db`.',
     "",
   );
   return out.join("\n");
