@@ -61,6 +61,43 @@ export async function writeAll(file: Deno.FsFile, data: Uint8Array) {
   while (off < data.length) off += await file.write(data.subarray(off));
 }
 
+/**
+ * Writes a stream to `file` in writes of up to `IO_CHUNK` bytes, calling
+ * `onPiece` with each piece as it arrives (to hash it). A network stream
+ * delivers pieces of tens of KiB, and a write per piece costs a round trip
+ * to the I/O threads each. Returns the number of bytes written.
+ */
+export async function writeStream(
+  file: Deno.FsFile,
+  stream: AsyncIterable<Uint8Array>,
+  onPiece: (piece: Uint8Array) => void,
+): Promise<number> {
+  const buf = new Uint8Array(IO_CHUNK);
+  let fill = 0;
+  let total = 0;
+  for await (const piece of stream) {
+    onPiece(piece);
+    total += piece.length;
+    if (fill === 0 && piece.length >= buf.length) {
+      await writeAll(file, piece);
+      continue;
+    }
+    let off = 0;
+    while (off < piece.length) {
+      const n = Math.min(buf.length - fill, piece.length - off);
+      buf.set(piece.subarray(off, off + n), fill);
+      fill += n;
+      off += n;
+      if (fill === buf.length) {
+        await writeAll(file, buf);
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) await writeAll(file, buf.subarray(0, fill));
+  return total;
+}
+
 /** fsync of a folder, so a rename or unlink in it survives a power cut. */
 export function syncDir(path: string): void {
   if (Deno.build.os === "windows") return;

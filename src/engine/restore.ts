@@ -19,7 +19,7 @@ import {
   removeStaleTemps,
   sha256File,
   syncDir,
-  writeAll,
+  writeStream,
 } from "../fsutil.ts";
 import { isInside, lexicalPath } from "./paths.ts";
 import type { EngineDeps } from "./engine.ts";
@@ -186,11 +186,7 @@ async function restoreRow(
         createNew: true,
         mode: 0o644,
       });
-      for await (const chunk of stream) {
-        hash.update(chunk);
-        size += chunk.length;
-        await writeAll(out, chunk);
-      }
+      size = await writeStream(out, stream, (piece) => hash.update(piece));
       await out.sync();
     } finally {
       d.progress?.finish();
