@@ -58,11 +58,20 @@ export function outputName(target: string): string {
   return `image-agent-${target}${target.includes("windows") ? ".exe" : ""}`;
 }
 
+/**
+ * Modules the entry does not import statically, which `deno compile` leaves
+ * out unless named: the I/O worker (src/io/pool.ts starts it by URL).
+ */
+export const EXTRA_MODULES = ["src/io/worker.ts"];
+
 /** The `deno compile` arguments for one target. */
 export function compileArgs(target: string, options: CompileOptions): string[] {
   return [
     "compile",
     ...PERMISSIONS,
+    ...EXTRA_MODULES.flatMap((
+      m,
+    ) => ["--include", join(dirname(options.entry), m)]),
     // Deno.cron; see docs/schedule.md for why the daemon does not rely on it.
     "--unstable-cron",
     "--no-prompt",

@@ -52,34 +52,48 @@ async function assertNoTemps(dir: string, where: string) {
 }
 
 /**
- * Replaces Deno.open so that files whose path matches `re` fail with
- * ENOSPC once `budget` bytes were written to them (the fallback when no
- * tmpfs can be mounted). Returns the undo.
+ * Replaces Deno.open and Deno.openSync so that files whose path matches
+ * `re` fail with ENOSPC once `budget` bytes were written to them (the
+ * fallback when no tmpfs can be mounted; the engine must then run its file
+ * jobs inline, see `inlineIo`, for the patch to reach them). Returns the
+ * undo.
  */
 function injectDiskFull(re: RegExp, budget: number): () => void {
   const real = Deno.open;
+  const realSync = Deno.openSync;
   let left = budget;
+  const full = () =>
+    Object.assign(new Error("No space left on device (os error 28)"), {
+      code: "ENOSPC",
+    });
+  const take = (p: Uint8Array) => {
+    if (left <= 0) throw full();
+    const n = Math.min(left, p.length);
+    left -= n;
+    return p.subarray(0, n);
+  };
   // deno-lint-ignore no-explicit-any -- patching the runtime for the test
   (Deno as any).open = async (path: string | URL, opts?: Deno.OpenOptions) => {
     const f = await real(path, opts);
     if (!opts?.write || !re.test(String(path))) return f;
     const write = f.write.bind(f);
-    f.write = (p: Uint8Array) => {
-      if (left <= 0) {
-        return Promise.reject(
-          Object.assign(new Error("No space left on device (os error 28)"), {
-            code: "ENOSPC",
-          }),
-        );
-      }
-      const n = Math.min(left, p.length);
-      left -= n;
-      return write(p.subarray(0, n));
-    };
+    f.write = async (p: Uint8Array) => await write(take(p));
     return f;
   };
-  // deno-lint-ignore no-explicit-any -- undoing the patch
-  return () => ((Deno as any).open = real);
+  // deno-lint-ignore no-explicit-any -- patching the runtime for the test
+  (Deno as any).openSync = (path: string | URL, opts?: Deno.OpenOptions) => {
+    const f = realSync(path, opts);
+    if (!opts?.write || !re.test(String(path))) return f;
+    const write = f.writeSync.bind(f);
+    f.writeSync = (p: Uint8Array) => write(take(p));
+    return f;
+  };
+  return () => {
+    // deno-lint-ignore no-explicit-any -- undoing the patch
+    (Deno as any).open = real;
+    // deno-lint-ignore no-explicit-any -- undoing the patch
+    (Deno as any).openSync = realSync;
+  };
 }
 
 Deno.test(
@@ -123,7 +137,10 @@ Deno.test(
             stderr = r.stderr;
           } else {
             const undo = injectDiskFull(/\.partial-/, 300 * 1024);
-            const e = await openEngine(hurt, { now: new Date() });
+            const e = await openEngine(hurt, {
+              now: new Date(),
+              inlineIo: true,
+            });
             try {
               const r = await runPass(e, { mode: "run", dryRun: false });
               assert.ok(r.stopped, "the pass must stop");
@@ -308,21 +325,34 @@ Deno.test(
             assert.equal(r.code, 1, r.stderr);
             text = r.stderr;
           } else {
-            const real = Deno.remove;
+            // A read-only folder refuses the rename that sets an image
+            // aside before it is deleted, and any removal.
+            const real = { rename: Deno.renameSync, remove: Deno.remove };
+            const readOnly = (p: string | URL) => {
+              if (String(p).startsWith(hurt.root)) {
+                throw new Error("Read-only file system (os error 30)");
+              }
+            };
             // deno-lint-ignore no-explicit-any -- the fallback's injected failure
-            (Deno as any).remove = (p: string | URL) =>
-              String(p).startsWith(hurt.root)
-                ? Promise.reject(
-                  new Error("Read-only file system (os error 30)"),
-                )
-                : real(p);
-            const e = await openEngine(hurt, { now: new Date() });
+            const d = Deno as any;
+            d.renameSync = (a: string | URL, b: string | URL) => {
+              readOnly(a);
+              return real.rename(a, b);
+            };
+            d.remove = async (p: string | URL) => {
+              readOnly(p);
+              return await real.remove(p);
+            };
+            const e = await openEngine(hurt, {
+              now: new Date(),
+              inlineIo: true,
+            });
             try {
               await runPass(e, { mode: "run", dryRun: false });
               text = e.log.lines.join("\n");
             } finally {
-              // deno-lint-ignore no-explicit-any -- undoing the patch
-              (Deno as any).remove = real;
+              d.renameSync = real.rename;
+              d.remove = real.remove;
               await e.close();
             }
           }

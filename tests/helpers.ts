@@ -12,6 +12,7 @@ import { Ledger } from "../src/ledger/ledger.ts";
 import { memoryLogger } from "../src/log.ts";
 import { openShop } from "../src/shop/open.ts";
 import { LocalStorage } from "../src/storage/local.ts";
+import { IoPool } from "../src/io/pool.ts";
 import type { EngineDeps, Step } from "../src/engine/engine.ts";
 import type { Storage } from "../src/storage/storage.ts";
 import type {
@@ -175,6 +176,11 @@ export interface EngineOptions {
   now?: Date;
   afterStep?: (step: Step, keys: string[]) => void;
   storage?: Storage | null;
+  /**
+   * Run the file jobs on this thread instead of on workers, so a test that
+   * patches `Deno` file calls to inject failures reaches them.
+   */
+  inlineIo?: boolean;
 }
 
 /** The engine wired to a test shop, as a fresh process would wire it. */
@@ -186,10 +192,11 @@ export async function openEngine(
   const clock = new ManualClock(options.now ?? NOW);
   const ledger = Ledger.open(config.state.dir, () => clock.now());
   const s = await openShop(config);
+  const io = new IoPool({ workers: options.inlineIo ? 0 : 2 });
   const storage = options.storage !== undefined
     ? options.storage
     : config.backup.target === "local"
-    ? new LocalStorage(config.backup.local.dir)
+    ? new LocalStorage(config.backup.local.dir, { io })
     : null;
   return {
     config,
@@ -198,8 +205,11 @@ export async function openEngine(
     storage,
     clock,
     log: memoryLogger(),
+    io,
     afterStep: options.afterStep,
     async close() {
+      await storage?.close?.();
+      await io.close();
       await s.close();
       ledger.close();
     },

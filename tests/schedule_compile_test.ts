@@ -4,6 +4,7 @@ import {
   chooseTargets,
   compileArgs,
   explainDownloadFailure,
+  EXTRA_MODULES,
   PERMISSIONS,
   stampBuild,
   TARGETS,
@@ -11,7 +12,7 @@ import {
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
-Deno.test("compileArgs() bakes in the permissions, cron and the output name", () => {
+Deno.test("compileArgs() bakes in the permissions, the worker, cron and the output name", () => {
   assert.deepEqual(
     compileArgs("x86_64-pc-windows-msvc", {
       entry: "/s/main.ts",
@@ -25,6 +26,8 @@ Deno.test("compileArgs() bakes in the permissions, cron and the output name", ()
       "--allow-net",
       "--allow-run",
       "--allow-sys=hostname,uid",
+      "--include",
+      "/s/src/io/worker.ts",
       "--unstable-cron",
       "--no-prompt",
       "--target",
@@ -34,6 +37,12 @@ Deno.test("compileArgs() bakes in the permissions, cron and the output name", ()
       "/s/main.ts",
     ],
   );
+  for (const m of EXTRA_MODULES) {
+    assert.ok(
+      Deno.statSync(join(REPO, m)).isFile,
+      `${m} exists to be included`,
+    );
+  }
   assert.ok(!PERMISSIONS.includes("--allow-all"));
   assert.ok(!PERMISSIONS.some((p) => p.startsWith("--allow-ffi")));
 });

@@ -9,10 +9,12 @@ storageContract("LocalStorage", async () => {
   const dir = await Deno.makeTempDir({ prefix: "image-agent-local-" });
   const backup = join(dir, "backup");
   await Deno.mkdir(backup);
+  const storage = new LocalStorage(backup);
   return {
-    storage: new LocalStorage(backup),
+    storage,
     dir,
     async [Symbol.asyncDispose]() {
+      await storage.close();
       await Deno.remove(dir, { recursive: true });
     },
   };

@@ -4,6 +4,7 @@
  */
 
 import { type Config, findConfigFile, loadConfig } from "../config.ts";
+import { IoPool } from "../io/pool.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { openShop } from "../shop/open.ts";
 import type { Shop } from "../shop/shop.ts";
@@ -27,6 +28,8 @@ export interface Context {
   ledger: Ledger;
   shop: Shop;
   storage: Storage | null;
+  /** Worker threads for file copies, hashes and deletions. */
+  io: IoPool;
   close(): Promise<void>;
 }
 
@@ -42,6 +45,11 @@ export async function openContext(
 ): Promise<Context> {
   const config = readConfig(deps, configFlag);
   const ledger = Ledger.open(config.state.dir, () => deps.clock.now());
+  // Workers start on the first file job, so opening this costs nothing.
+  const io = new IoPool({
+    workers: config.backup.concurrency,
+    warn: (m) => deps.log.warn(m),
+  });
   let shop: Shop | undefined;
   let storage: Storage | null = null;
   try {
@@ -50,7 +58,7 @@ export async function openContext(
       : await openShop(config);
     storage = options.storage === false
       ? null
-      : await openStorage(config, deps);
+      : await openStorage(config, deps, io);
   } catch (err) {
     await shop?.close();
     ledger.close();
@@ -61,8 +69,10 @@ export async function openContext(
     ledger,
     shop: shop!,
     storage,
+    io,
     async close() {
       await storage?.close?.();
+      await io.close();
       await shop?.close();
       ledger.close();
     },

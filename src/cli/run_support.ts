@@ -18,6 +18,7 @@ export function engineDeps(deps: Deps, ctx: Context): EngineDeps {
     storage: ctx.storage,
     clock: deps.clock,
     log: deps.log,
+    io: ctx.io,
     progress: deps.interactive ? deps.log.progress : undefined,
     signal: deps.signal,
   };

@@ -6,6 +6,7 @@
 
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
+import type { IoPool } from "../io/pool.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { Logger, Progress } from "../log.ts";
 import type { Shop } from "../shop/shop.ts";
@@ -22,6 +23,8 @@ export interface EngineDeps {
   storage: Storage | null;
   clock: Clock;
   log: Logger;
+  /** Worker threads for file work (deleting images). */
+  io: IoPool;
   progress?: Progress;
   /** Aborted on SIGTERM / Ctrl-C: the order in hand is finished first. */
   signal?: AbortSignal;

@@ -652,16 +652,15 @@ class Pass {
       dirname(w.path),
       `.${basename(w.path)}.image-agent-deleting-${randomSuffix()}`,
     );
-    await Deno.rename(w.path, aside);
-    const now = await Deno.stat(aside);
-    if (
-      now.size === file.size &&
-      (now.mtime?.getTime() ?? 0) === file.mtimeMs &&
-      (file.ino === null || now.ino === file.ino)
-    ) {
-      await Deno.remove(aside);
-      return true;
-    }
+    const { removed } = await this.d.io.run({
+      kind: "remove",
+      path: w.path,
+      aside,
+      size: file.size,
+      mtimeMs: file.mtimeMs,
+      ino: file.ino,
+    });
+    if (removed) return true;
     let kept = w.path;
     try {
       await Deno.link(aside, w.path);

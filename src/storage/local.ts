@@ -10,18 +10,9 @@
 
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { StorageError } from "../errors.ts";
-import {
-  createHash,
-  freeBytes,
-  fsProblem,
-  isNotFound,
-  randomSuffix,
-  readChunks,
-  removeStaleTemps,
-  sha256File,
-  syncDirAsync,
-  writeAll,
-} from "../fsutil.ts";
+import { freeBytes, fsProblem, isNotFound, randomSuffix } from "../fsutil.ts";
+import { CopyCheckError, type CopyDone, isSourceError } from "../io/jobs.ts";
+import { IoPool } from "../io/pool.ts";
 import {
   type Admission,
   orderFolderName,
@@ -33,12 +24,24 @@ import {
   type UploadSource,
 } from "./storage.ts";
 
+export interface LocalStorageOptions {
+  /**
+   * The worker threads copies run on. Without one the target starts four
+   * of its own, which `close()` stops.
+   */
+  io?: IoPool;
+}
+
 export class LocalStorage implements Storage {
   readonly name = "local";
   readonly dir: string;
+  #pool: IoPool;
+  #ownPool: boolean;
 
-  constructor(dir: string) {
+  constructor(dir: string, options: LocalStorageOptions = {}) {
     this.dir = resolve(dir);
+    this.#ownPool = !options.io;
+    this.#pool = options.io ?? new IoPool({ workers: 4 });
   }
 
   describe(): string {
@@ -73,115 +76,54 @@ export class LocalStorage implements Storage {
       basename(source.fileName)
     }`;
     const dest = this.#abs(remotePath);
-    const existing = await statOrNull(dest);
-    if (existing && existing.size === source.size) {
-      const [a, b] = await Promise.all([
-        sha256File(source.path),
-        sha256File(dest),
-      ]);
-      if (a.sha256 === b.sha256 && a.size === source.size) {
-        options.onProgress?.(source.size);
-        return {
-          remotePath,
-          size: a.size,
-          sha256: a.sha256,
-          verifiedBy: "sha256 of existing copy",
-          reused: true,
-        };
-      }
-    }
-
-    await this.#io(() => Deno.mkdir(dirname(dest), { recursive: true }));
-    // A run killed mid-copy left its temp file here; `put` runs under the
-    // run lock, so it is nobody's now.
-    await removeStaleTemps(dest, ".partial-");
     const temp = join(
       dirname(dest),
       `.${basename(dest)}.partial-${randomSuffix()}`,
     );
+    options.signal?.throwIfAborted();
+    let done: CopyDone;
     try {
-      const before = await Deno.stat(source.path);
-      // A small image is read, and read back, in one call each: for them the
-      // round trips of a streamed copy cost more than the bytes.
-      const whole = before.size <= WHOLE_FILE_BYTES;
-      const hash = createHash("sha256");
-      const size = await this.#io(async () => {
-        using out = await Deno.open(temp, {
-          write: true,
-          createNew: true,
-          mode: 0o600,
-        });
-        let n: number;
-        if (whole) {
-          const data = await Deno.readFile(source.path);
-          options.signal?.throwIfAborted();
-          hash.update(data);
-          await writeAll(out, data);
-          options.onProgress?.(data.length);
-          n = data.length;
-        } else {
-          n = await readChunks(source.path, async (chunk) => {
-            options.signal?.throwIfAborted();
-            hash.update(chunk);
-            await writeAll(out, chunk);
-            options.onProgress?.(chunk.length);
-          });
-        }
-        await out.sync();
-        return n;
-      });
-      const sha256 = hash.digest("hex");
-      const after = await Deno.stat(source.path);
-      if (
-        size !== after.size ||
-        before.mtime?.getTime() !== after.mtime?.getTime()
-      ) {
-        throw new StorageError(
-          `The image changed while it was being copied; it will be tried again`,
-          "retry",
-        );
-      }
-      const check = whole ? await sha256Whole(temp) : await sha256File(temp);
-      if (check.sha256 !== sha256 || check.size !== size) {
-        throw new StorageError(
-          `The copy in ${this.dir} does not match the image (SHA-256 differs); it will be tried again`,
-          "retry",
-        );
-      }
-      await this.#io(() => Deno.rename(temp, dest));
-      await syncDirAsync(dirname(dest));
-      return {
-        remotePath,
-        size,
-        sha256,
-        verifiedBy: "sha256 of copy",
-        reused: false,
-      };
+      done = await this.#pool.run(
+        { kind: "copy", source: source.path, dest, temp },
+        options.onProgress,
+      );
     } catch (err) {
-      await Deno.remove(temp).catch(() => {});
-      throw err;
+      throw this.#storageError(err);
     }
+    return {
+      remotePath,
+      size: done.size,
+      sha256: done.sha256,
+      verifiedBy: done.reused ? "sha256 of existing copy" : "sha256 of copy",
+      reused: done.reused,
+    };
   }
 
-  async #io<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof StorageError) throw err;
-      const problem = fsProblem(err);
-      if (problem) {
-        throw new StorageError(
-          `Cannot write to the backup folder ${this.dir}: ${problem}`,
-          problem === "the disk is full" ||
-            problem === "the file system is read-only" ||
-            problem === "the disk quota is exceeded"
-            ? "stop"
-            : "retry",
-          { cause: err },
-        );
-      }
-      throw err;
+  /** Stops the copy workers it started itself. */
+  async close(): Promise<void> {
+    if (this.#ownPool) await this.#pool.close();
+  }
+
+  #storageError(err: unknown): unknown {
+    if (err instanceof CopyCheckError) {
+      return new StorageError(
+        err.check === "changed"
+          ? `The image changed while it was being copied; it will be tried again`
+          : `The copy in ${this.dir} does not match the image (SHA-256 differs); it will be tried again`,
+        "retry",
+      );
     }
+    const problem = isSourceError(err) ? undefined : fsProblem(err);
+    if (!problem) return err;
+    return new StorageError(
+      `Cannot write to the backup folder ${this.dir}: ${problem}`,
+      problem === "the disk is full" ||
+        problem === "the file system is read-only" ||
+        problem === "the disk quota is exceeded"
+        ? "stop"
+        : "retry",
+      { cause: err },
+    );
   }
 
   async stat(remotePath: string): Promise<RemoteStat | null> {
@@ -219,20 +161,6 @@ export class LocalStorage implements Storage {
   }
 }
 
-/** Files up to this size are copied and verified with one read each. */
-const WHOLE_FILE_BYTES = 4 * 1024 * 1024;
-
-/** SHA-256 of a small file read in one call. */
-async function sha256Whole(
-  path: string,
-): Promise<{ sha256: string; size: number }> {
-  const data = await Deno.readFile(path);
-  return {
-    sha256: createHash("sha256").update(data).digest("hex"),
-    size: data.length,
-  };
-}
-
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.stat(path);
@@ -242,4 +170,7 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
-LocalStorage satisfies new (dir: string) => Storage;
+LocalStorage satisfies new (
+  dir: string,
+  options?: LocalStorageOptions,
+) => Storage;

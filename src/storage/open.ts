@@ -2,6 +2,7 @@
 
 import type { Config } from "../config.ts";
 import type { Deps } from "../cli/command.ts";
+import type { IoPool } from "../io/pool.ts";
 import type { Storage } from "./storage.ts";
 import { LocalStorage } from "./local.ts";
 import { openBaiduStorage } from "./baidu/open_baidu.ts";
@@ -10,12 +11,15 @@ import { openBaiduStorage } from "./baidu/open_baidu.ts";
 export function openStorage(
   config: Config,
   deps: Deps,
+  io: IoPool,
 ): Promise<Storage | null> {
   switch (config.backup.target) {
     case "none":
       return Promise.resolve(null);
     case "local":
-      return Promise.resolve(new LocalStorage(config.backup.local.dir));
+      return Promise.resolve(
+        new LocalStorage(config.backup.local.dir, { io }),
+      );
     case "baidu":
       return Promise.resolve(openBaiduStorage(config, deps));
   }

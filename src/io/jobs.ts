@@ -1,0 +1,369 @@
+/**
+ * The file work that runs on the I/O workers (see pool.ts): copying an image
+ * with its hash and read-back check, and hashing a file or a range of it.
+ *
+ * Everything here is synchronous on purpose. On a worker thread a blocking
+ * read, write or fsync stalls only that worker, and each call is a plain
+ * system call instead of a round trip from the JavaScript thread to Deno's
+ * I/O threads and back, which dominated the copy of small images. The same
+ * functions run inline (on the calling thread) when no worker can be
+ * started, so they are also what the tests call directly.
+ */
+
+import { createHash } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+
+/** Size of each read. */
+export const JOB_READ_BYTES = 4 * 1024 * 1024;
+
+/** Copies an image beside `dest` and renames it into place once verified. */
+export interface CopyJob {
+  kind: "copy";
+  source: string;
+  /** Final path of the copy. */
+  dest: string;
+  /** Temp file beside `dest`: `.<name>.partial-<suffix>`. */
+  temp: string;
+}
+
+export interface CopyDone {
+  size: number;
+  /** SHA-256 of the bytes read from the source. */
+  sha256: string;
+  /** True when an identical copy was already at `dest`. */
+  reused: boolean;
+}
+
+/**
+ * Hashes `length` bytes of a file from `offset` (all of it when `length`
+ * is -1): any of SHA-256, MD5, the MD5 of the first `sliceBytes`, and the
+ * MD5 of every `blockBytes` block (the range must start on a block).
+ */
+export interface HashJob {
+  kind: "hash";
+  path: string;
+  offset: number;
+  length: number;
+  sha256?: boolean;
+  md5?: boolean;
+  sliceBytes?: number;
+  blockBytes?: number;
+}
+
+export interface HashDone {
+  /** Bytes hashed. */
+  size: number;
+  sha256?: string;
+  md5?: string;
+  sliceMd5?: string;
+  blocks?: string[];
+}
+
+/**
+ * Deletes an image only if it is still the file that was backed up: renames
+ * it aside (atomic), checks the file set aside against the identity taken
+ * when the run planned it, and only then unlinks it. A file that differs is
+ * left at `aside` for the caller to put back.
+ */
+export interface RemoveJob {
+  kind: "remove";
+  path: string;
+  aside: string;
+  size: number;
+  mtimeMs: number;
+  /** Inode, where the platform has one. */
+  ino: number | null;
+}
+
+export interface RemoveDone {
+  /** False when the file had changed: it is at `aside` now. */
+  removed: boolean;
+}
+
+export type Job = CopyJob | HashJob | RemoveJob;
+export type JobResult<J extends Job> = J extends CopyJob ? CopyDone
+  : J extends RemoveJob ? RemoveDone
+  : HashDone;
+
+/** Why a copy was refused; the caller words it for the operator. */
+export class CopyCheckError extends Error {
+  readonly check: "changed" | "mismatch";
+  constructor(check: "changed" | "mismatch", message: string) {
+    super(message);
+    this.name = "CopyCheckError";
+    this.check = check;
+  }
+}
+
+/** A reusable read buffer per thread: allocating one per file cost more than the copy. */
+let readBuffer: Uint8Array | undefined;
+function buffer(): Uint8Array {
+  return readBuffer ??= new Uint8Array(JOB_READ_BYTES);
+}
+
+/** `onProgress` gets new bytes moved, for a progress line. */
+export function runJob(
+  job: Job,
+  onProgress?: (bytes: number) => void,
+): CopyDone | HashDone | RemoveDone {
+  switch (job.kind) {
+    case "copy":
+      return copyVerified(job, onProgress);
+    case "hash":
+      return hashRange(job);
+    case "remove":
+      return removeIfSame(job);
+  }
+}
+
+export function removeIfSame(job: RemoveJob): RemoveDone {
+  Deno.renameSync(job.path, job.aside);
+  const now = Deno.statSync(job.aside);
+  const same = now.size === job.size &&
+    (now.mtime?.getTime() ?? 0) === job.mtimeMs &&
+    (job.ino === null || now.ino === job.ino);
+  if (!same) return { removed: false };
+  Deno.removeSync(job.aside);
+  return { removed: true };
+}
+
+/**
+ * Marks an error that happened on the image itself (reading the source),
+ * not on the copy, so the caller does not blame the backup folder.
+ */
+function onSource<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err && typeof err === "object") {
+      (err as { side?: string }).side = "source";
+    }
+    throw err;
+  }
+}
+
+/** True when `err` came from reading the image, not from writing the copy. */
+export function isSourceError(err: unknown): boolean {
+  return (err as { side?: string } | null)?.side === "source";
+}
+
+export function copyVerified(
+  job: CopyJob,
+  onProgress?: (bytes: number) => void,
+): CopyDone {
+  const before = onSource(() => Deno.statSync(job.source));
+  const existing = statOrNull(job.dest);
+  if (existing?.isFile && existing.size === before.size) {
+    const a = onSource(() => sha256Of(job.source));
+    if (a.size === before.size && a.sha256 === sha256Of(job.dest).sha256) {
+      onProgress?.(a.size);
+      return { size: a.size, sha256: a.sha256, reused: true };
+    }
+  }
+
+  const folder = dirname(job.dest);
+  Deno.mkdirSync(folder, { recursive: true });
+  // A run killed mid-copy left its temp file here; copies run under the run
+  // lock, so it is nobody's now.
+  removeStaleTemps(folder, `.${basename(job.dest)}.partial-`);
+  let size = 0;
+  const hash = createHash("sha256");
+  try {
+    const out = Deno.openSync(job.temp, {
+      write: true,
+      createNew: true,
+      mode: 0o600,
+    });
+    try {
+      const input = onSource(() => Deno.openSync(job.source, { read: true }));
+      try {
+        const buf = buffer();
+        for (;;) {
+          const n = onSource(() => input.readSync(buf));
+          if (n === null) break;
+          const piece = buf.subarray(0, n);
+          hash.update(piece);
+          writeAllSync(out, piece);
+          size += n;
+          onProgress?.(n);
+        }
+      } finally {
+        input.close();
+      }
+      out.syncSync();
+    } finally {
+      out.close();
+    }
+    const sha256 = hash.digest("hex");
+    const after = onSource(() => Deno.statSync(job.source));
+    if (
+      size !== after.size || before.mtime?.getTime() !== after.mtime?.getTime()
+    ) {
+      throw new CopyCheckError(
+        "changed",
+        "The image changed while it was being copied",
+      );
+    }
+    const check = sha256Of(job.temp);
+    if (check.sha256 !== sha256 || check.size !== size) {
+      throw new CopyCheckError(
+        "mismatch",
+        "The copy does not match the image (SHA-256 differs)",
+      );
+    }
+    Deno.renameSync(job.temp, job.dest);
+    syncFolder(folder);
+    return { size, sha256, reused: false };
+  } catch (err) {
+    try {
+      Deno.removeSync(job.temp);
+    } catch {
+      // Not created, or already renamed: nothing to take back.
+    }
+    throw err;
+  }
+}
+
+export function hashRange(job: HashJob): HashDone {
+  const sha256 = job.sha256 ? createHash("sha256") : undefined;
+  const md5 = job.md5 ? createHash("md5") : undefined;
+  const slice = job.sliceBytes ? createHash("md5") : undefined;
+  const blockBytes = job.blockBytes ?? 0;
+  const blocks: string[] = [];
+  let block = blockBytes > 0 ? createHash("md5") : undefined;
+  let inBlock = 0;
+  let total = 0;
+  const file = Deno.openSync(job.path, { read: true });
+  try {
+    if (job.offset > 0) file.seekSync(job.offset, Deno.SeekMode.Start);
+    const buf = buffer();
+    const limit = job.length < 0 ? Infinity : job.length;
+    while (total < limit) {
+      const want = Math.min(buf.length, limit - total);
+      const n = file.readSync(
+        want === buf.length ? buf : buf.subarray(0, want),
+      );
+      if (n === null) break;
+      const piece = buf.subarray(0, n);
+      sha256?.update(piece);
+      md5?.update(piece);
+      if (slice && total < job.sliceBytes!) {
+        slice.update(piece.subarray(0, job.sliceBytes! - total));
+      }
+      total += n;
+      let off = 0;
+      while (block && off < n) {
+        const take = Math.min(blockBytes - inBlock, n - off);
+        block.update(piece.subarray(off, off + take));
+        inBlock += take;
+        off += take;
+        if (inBlock === blockBytes) {
+          blocks.push(block.digest("hex"));
+          block = createHash("md5");
+          inBlock = 0;
+        }
+      }
+    }
+  } finally {
+    file.close();
+  }
+  if (block && (inBlock > 0 || blocks.length === 0)) {
+    blocks.push(block.digest("hex"));
+  }
+  return {
+    size: total,
+    sha256: sha256?.digest("hex"),
+    md5: md5?.digest("hex"),
+    sliceMd5: slice?.digest("hex"),
+    blocks: blockBytes > 0 ? blocks : undefined,
+  };
+}
+
+function sha256Of(path: string): { sha256: string; size: number } {
+  const r = hashRange({
+    kind: "hash",
+    path,
+    offset: 0,
+    length: -1,
+    sha256: true,
+  });
+  return { sha256: r.sha256!, size: r.size };
+}
+
+function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) off += file.writeSync(data.subarray(off));
+}
+
+function statOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.statSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
+function removeStaleTemps(folder: string, prefix: string): void {
+  for (const e of Deno.readDirSync(folder)) {
+    if (e.isFile && e.name.startsWith(prefix)) {
+      try {
+        Deno.removeSync(join(folder, e.name));
+      } catch {
+        // One it cannot remove is left alone; the copy gets its own name.
+      }
+    }
+  }
+}
+
+/** fsync of a folder, so the rename in it survives a power cut. */
+function syncFolder(path: string): void {
+  if (Deno.build.os === "windows") return;
+  try {
+    const d = Deno.openSync(path, { read: true });
+    try {
+      d.syncSync();
+    } finally {
+      d.close();
+    }
+  } catch {
+    // Some file systems refuse fsync on folders; the rename still happened.
+  }
+}
+
+/** An error as it crosses from a worker: enough to rebuild its class. */
+export interface WireError {
+  name: string;
+  message: string;
+  code?: string;
+  check?: "changed" | "mismatch";
+  side?: string;
+}
+
+export function toWire(err: unknown): WireError {
+  const e = err as { name?: string; message?: string; code?: string };
+  return {
+    name: e?.name ?? "Error",
+    message: e?.message ?? String(err),
+    code: typeof e?.code === "string" ? e.code : undefined,
+    check: err instanceof CopyCheckError ? err.check : undefined,
+    side: isSourceError(err) ? "source" : undefined,
+  };
+}
+
+/**
+ * Rebuilds a worker's error as the same class (`Deno.errors.NotFound`, ...)
+ * with its `code`, so callers classify it as if it had happened here.
+ */
+export function fromWire(w: WireError): Error {
+  if (w.check) return new CopyCheckError(w.check, w.message);
+  const errors = Deno.errors as unknown as Record<
+    string,
+    new (message: string) => Error
+  >;
+  const Cls = Object.hasOwn(errors, w.name) ? errors[w.name] : Error;
+  const err = new Cls(w.message) as Error & { code?: string; side?: string };
+  if (w.code) err.code = w.code;
+  if (w.side) err.side = w.side;
+  return err;
+}
