@@ -139,6 +139,30 @@ Deno.test("put() resends a part the server received damaged (MD5 differs)", asyn
   assert.ok(f.log.lines.some((l) => /arrived damaged/.test(l)));
 });
 
+Deno.test("put() fails with 'retry' when the image changes while its parts are sent", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  // The second part is slow; meanwhile the shop saves a new version.
+  f.fake.fail("upload", { delayMs: 300 }, 1, 1);
+  const src = await source(f.dir, 3 * UNIT);
+  const changed = src.bytes.slice();
+  changed[changed.length - 1] ^= 0xff;
+  const saving = new Promise((r) => setTimeout(r, 100)).then(() =>
+    Deno.writeFile(src.path, changed)
+  );
+  await assert.rejects(
+    f.storage.put(src),
+    (err) =>
+      err instanceof StorageError && err.failure === "retry" &&
+      /changed while it was being uploaded/.test(err.message),
+  );
+  await saving;
+  assert.equal(
+    f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`),
+    undefined,
+    "no file is created from parts of two versions",
+  );
+});
+
 Deno.test("put() starts a new session when the server says the upload id expired", async () => {
   await using f = await startBaidu({ concurrency: 1 });
   f.fake.fail("upload", {

@@ -21,6 +21,6 @@ export function openStorage(
         new LocalStorage(config.backup.local.dir, { io }),
       );
     case "baidu":
-      return Promise.resolve(openBaiduStorage(config, deps));
+      return Promise.resolve(openBaiduStorage(config, deps, io));
   }
 }

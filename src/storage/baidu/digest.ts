@@ -1,14 +1,18 @@
 /**
- * Everything an upload needs to know about a file, from one streaming read:
- * the SHA-256 the engine keeps, the whole-file MD5 (`content-md5`), the MD5
- * of the first 256 KiB (`slice-md5`) and the MD5 of every chunk
- * (`block_list`). Memory stays at one 1 MiB read buffer whatever the size.
+ * What precreate needs to know about a file: the MD5 of every chunk
+ * (`block_list`), the whole-file MD5 (`content-md5`) and the MD5 of the
+ * first 256 KiB (`slice-md5`), computed on the I/O workers: the whole-file
+ * MD5 on one, the block list cut into ranges on the others, so a large
+ * image is hashed on every core instead of one. Memory stays at one read
+ * buffer per worker whatever the size.
  *
  * Also the limits that depend on the member level (`vip_type`): chunk size
  * and largest single file.
  */
 
-import { createHash, type Hash, readChunks } from "../../fsutil.ts";
+import { StorageError } from "../../errors.ts";
+import { createHash } from "../../fsutil.ts";
+import type { IoPool } from "../../io/pool.ts";
 
 export const MIB = 1 << 20;
 export const GIB = 1 << 30;
@@ -19,7 +23,6 @@ export const MAX_PARTS = 1024;
 export interface FileDigest {
   size: number;
   mtimeMs: number;
-  sha256: string;
   md5: string;
   sliceMd5: string;
   chunkSize: number;
@@ -58,53 +61,72 @@ export function chunkSizeFor(
   return Math.min(cap, Math.max(4 * MIB, wanted, needed));
 }
 
-/** Reads the file once and hashes it every way an upload needs. */
+/** The hashes precreate needs, on the pool's workers. */
 export async function digestFile(
   path: string,
   chunkSize: number,
-  signal?: AbortSignal,
+  io: IoPool,
 ): Promise<FileDigest> {
   const before = await Deno.stat(path);
-  const sha256 = createHash("sha256");
-  const md5 = createHash("md5");
-  const slice = createHash("md5");
-  const blockList: string[] = [];
-  let block: Hash = createHash("md5");
-  let inBlock = 0;
-  let total = 0;
-  const size = await readChunks(path, (piece) => {
-    signal?.throwIfAborted();
-    sha256.update(piece);
-    md5.update(piece);
-    if (total < SLICE_MD5_BYTES) {
-      slice.update(piece.subarray(0, SLICE_MD5_BYTES - total));
-    }
-    total += piece.length;
-    let off = 0;
-    while (off < piece.length) {
-      const take = Math.min(chunkSize - inBlock, piece.length - off);
-      block.update(piece.subarray(off, off + take));
-      inBlock += take;
-      off += take;
-      if (inBlock === chunkSize) {
-        blockList.push(block.digest("hex"));
-        block = createHash("md5");
-        inBlock = 0;
-      }
-    }
+  const blocks = Math.max(1, Math.ceil(before.size / chunkSize));
+  const whole = io.run({
+    kind: "hash",
+    path,
+    offset: 0,
+    length: -1,
+    md5: true,
+    sliceBytes: SLICE_MD5_BYTES,
+    blockBytes: blocks <= 2 ? chunkSize : undefined,
   });
-  if (inBlock > 0 || blockList.length === 0) {
-    blockList.push(block.digest("hex"));
+  const blockList = blocks <= 2
+    ? whole.then((r) => r.blocks!)
+    : md5BlockList(path, chunkSize, before.size, io, io.size - 1);
+  const [w, list] = await Promise.all([whole, blockList]);
+  if (w.size !== before.size || list.length !== blocks) {
+    throw new StorageError(
+      `The image "${path}" changed while it was being hashed; it will be tried again`,
+      "retry",
+    );
   }
   return {
-    size,
+    size: w.size,
     mtimeMs: before.mtime?.getTime() ?? 0,
-    sha256: sha256.digest("hex"),
-    md5: md5.digest("hex"),
-    sliceMd5: slice.digest("hex"),
+    md5: w.md5!,
+    sliceMd5: w.sliceMd5!,
     chunkSize,
-    blockList,
+    blockList: list,
   };
+}
+
+/**
+ * The MD5 of every `chunkSize` block of the first `size` bytes, the blocks
+ * cut into `ranges` runs hashed on as many workers at once.
+ */
+export async function md5BlockList(
+  path: string,
+  chunkSize: number,
+  size: number,
+  io: IoPool,
+  ranges = io.size,
+): Promise<string[]> {
+  const blocks = Math.max(1, Math.ceil(size / chunkSize));
+  const n = Math.max(1, Math.min(ranges, blocks));
+  const per = Math.ceil(blocks / n);
+  const jobs: Promise<string[]>[] = [];
+  for (let first = 0; first < blocks; first += per) {
+    const count = Math.min(per, blocks - first);
+    const offset = first * chunkSize;
+    jobs.push(
+      io.run({
+        kind: "hash",
+        path,
+        offset,
+        length: Math.min(count * chunkSize, size - offset),
+        blockBytes: chunkSize,
+      }).then((r) => r.blocks!),
+    );
+  }
+  return (await Promise.all(jobs)).flat();
 }
 
 /** MD5 (hex) of some bytes. */

@@ -6,6 +6,7 @@
 
 import type { Config } from "../../config.ts";
 import type { Deps } from "../../cli/command.ts";
+import type { IoPool } from "../../io/pool.ts";
 import { ConfigError } from "../../errors.ts";
 import { BaiduApi } from "./api.ts";
 import { credentialsPath } from "./credentials.ts";
@@ -54,6 +55,7 @@ export function baiduApi(config: Config, deps: BaiduDeps): BaiduApi {
 export function openBaiduStorage(
   config: Config,
   deps: BaiduDeps,
+  io: IoPool,
 ): BaiduStorage {
   const b = config.backup.baidu;
   return new BaiduStorage({
@@ -65,5 +67,6 @@ export function openBaiduStorage(
     log: deps.log,
     concurrency: b.concurrency,
     chunkSizeMiB: b.chunkSizeMiB,
+    io,
   });
 }

@@ -16,7 +16,6 @@
 
 import * as nodeHttp from "node:http";
 import * as nodeHttps from "node:https";
-import { createHash } from "node:crypto";
 import { StorageError } from "../../errors.ts";
 
 /** What a part request sends: `head`, file bytes, `tail`. */
@@ -26,8 +25,6 @@ export interface FileBody {
   path: string;
   offset: number;
   length: number;
-  /** Called with the MD5 of the file bytes each time they were all sent. */
-  onSent?: (md5: string) => void;
 }
 
 /** The parts of an answer the API layer reads. */
@@ -119,7 +116,6 @@ async function writeBody(
     }
   };
   await write(body.head);
-  const md5 = createHash("md5");
   {
     using file = await Deno.open(body.path, { read: true });
     await file.seek(body.offset, Deno.SeekMode.Start);
@@ -138,13 +134,11 @@ async function writeBody(
         }
         filled += n;
       }
-      md5.update(piece);
       await write(piece);
       left -= piece.length;
     }
   }
   await write(body.tail);
-  body.onSent?.(md5.digest("hex"));
 }
 
 /** The whole request body in memory, for sending through `fetch`. */
@@ -170,7 +164,6 @@ export async function readBody(
     }
   }
   out.set(body.tail, body.head.length + body.length);
-  body.onSent?.(createHash("md5").update(part).digest("hex"));
   return out;
 }
 

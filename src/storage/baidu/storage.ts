@@ -13,6 +13,7 @@ import { basename } from "node:path";
 import { StorageError } from "../../errors.ts";
 import { formatBytes, type Logger } from "../../log.ts";
 import type { Clock } from "../../clock.ts";
+import { IoPool } from "../../io/pool.ts";
 import {
   type Admission,
   orderFolderName,
@@ -27,6 +28,7 @@ import { type Account, BaiduApi, type BaiduEndpoints } from "./api.ts";
 import {
   chunkSizeFor,
   digestFile,
+  type FileDigest,
   MAX_PARTS,
   maxFileSize,
   vipName,
@@ -53,6 +55,11 @@ export interface BaiduStorageOptions {
   chunkSizeBytes?: number;
   retries?: number;
   timeoutMs?: number;
+  /**
+   * Worker threads for the hashes. Without one the target starts two of
+   * its own, which `close()` stops.
+   */
+  io?: IoPool;
 }
 
 const DELETE_BATCH = 100;
@@ -63,9 +70,13 @@ export class BaiduStorage implements Storage {
   readonly api: BaiduApi;
   #o: BaiduStorageOptions;
   #account?: Promise<Account>;
+  #io: IoPool;
+  #ownIo: boolean;
 
   constructor(options: BaiduStorageOptions) {
     this.#o = options;
+    this.#ownIo = !options.io;
+    this.#io = options.io ?? new IoPool({ workers: 2 });
     this.folder = options.folder.replace(/\/+$/, "");
     const http = new BaiduHttp({
       fetch: options.fetch,
@@ -80,6 +91,11 @@ export class BaiduStorage implements Storage {
 
   describe(): string {
     return `Baidu Netdisk ${this.folder}`;
+  }
+
+  /** Stops the hash workers it started itself. */
+  async close(): Promise<void> {
+    if (this.#ownIo) await this.#io.close();
   }
 
   /** Read once per run: a membership can lapse between runs. */
@@ -171,62 +187,92 @@ export class BaiduStorage implements Storage {
       const digest = await digestFile(
         source.path,
         this.#chunkSize(source.size, vipType),
-        options.signal,
+        this.#io,
       );
-      const outcome = await uploadFile(this.api, {
-        localPath: source.path,
-        remotePath,
-        digest,
-        concurrency: this.#o.concurrency ?? 3,
-        log: this.#o.log,
-        resume: options.resume,
-        signal: options.signal,
-        onProgress: options.onProgress,
-      }).catch((err) => this.#quotaStop(err, digest.size, remotePath));
-      let found: RemoteStat | null;
-      let finalPath = remotePath;
-      if (outcome.kind === "created") {
-        const c = outcome.create;
-        finalPath = c.path || remotePath;
-        if (
-          c.size !== digest.size ||
-          (c.blockList &&
-            JSON.stringify(c.blockList) !== JSON.stringify(digest.blockList))
-        ) {
-          options.resume?.clear();
-          throw new StorageError(
-            `Baidu Netdisk confirmed "${remotePath}" with ${c.size} bytes, not the ${digest.size} sent; it will be uploaded again`,
-            "retry",
-          );
-        }
-        found = await this.#find(finalPath, c.fsId, options.signal);
-      } else {
-        found = await this.stat(remotePath, options.signal);
-      }
-      if (!found || found.size !== digest.size) {
-        options.resume?.clear();
+      // The SHA-256 the ledger keeps is not needed before the parts go, so
+      // it is computed meanwhile, on a worker of its own.
+      const sha256 = this.#io.run({
+        kind: "hash",
+        path: source.path,
+        offset: 0,
+        length: -1,
+        sha256: true,
+      });
+      sha256.catch(() => {}); // awaited below; an upload error comes first
+      const outcome = await this.#send(source, remotePath, digest, options);
+      const hashed = await sha256;
+      const after = await Deno.stat(source.path);
+      if (
+        hashed.size !== digest.size || after.size !== digest.size ||
+        (after.mtime?.getTime() ?? 0) !== digest.mtimeMs
+      ) {
         throw new StorageError(
-          `Baidu Netdisk accepted "${remotePath}" but the file is ${
-            found
-              ? `${found.size} bytes instead of ${digest.size}`
-              : "not there"
-          }; it will be uploaded again`,
+          `The image "${source.path}" changed while it was being uploaded; it will be uploaded again`,
           "retry",
         );
       }
-      options.resume?.clear();
-      if (outcome.kind === "rapid") options.onProgress?.(digest.size);
-      return {
-        remotePath: finalPath,
-        size: digest.size,
-        sha256: digest.sha256,
-        md5: digest.md5,
-        verifiedBy: outcome.kind === "rapid"
-          ? "baidu rapid upload, size listed"
-          : "baidu create block list and size, size listed",
-        reused: outcome.kind === "rapid",
-      };
+      return { ...outcome, sha256: hashed.sha256! };
     });
+  }
+
+  /** Uploads, then checks what the server confirmed and finds the file. */
+  async #send(
+    source: UploadSource,
+    remotePath: string,
+    digest: FileDigest,
+    options: PutOptions,
+  ): Promise<Omit<PutResult, "sha256">> {
+    const outcome = await uploadFile(this.api, {
+      localPath: source.path,
+      remotePath,
+      digest,
+      concurrency: this.#o.concurrency ?? 3,
+      log: this.#o.log,
+      io: this.#io,
+      resume: options.resume,
+      signal: options.signal,
+      onProgress: options.onProgress,
+    }).catch((err) => this.#quotaStop(err, digest.size, remotePath));
+    let found: RemoteStat | null;
+    let finalPath = remotePath;
+    if (outcome.kind === "created") {
+      const c = outcome.create;
+      finalPath = c.path || remotePath;
+      if (
+        c.size !== digest.size ||
+        (c.blockList &&
+          JSON.stringify(c.blockList) !== JSON.stringify(digest.blockList))
+      ) {
+        options.resume?.clear();
+        throw new StorageError(
+          `Baidu Netdisk confirmed "${remotePath}" with ${c.size} bytes, not the ${digest.size} sent; it will be uploaded again`,
+          "retry",
+        );
+      }
+      found = await this.#find(finalPath, c.fsId, options.signal);
+    } else {
+      found = await this.stat(remotePath, options.signal);
+    }
+    if (!found || found.size !== digest.size) {
+      options.resume?.clear();
+      throw new StorageError(
+        `Baidu Netdisk accepted "${remotePath}" but the file is ${
+          found ? `${found.size} bytes instead of ${digest.size}` : "not there"
+        }; it will be uploaded again`,
+        "retry",
+      );
+    }
+    options.resume?.clear();
+    if (outcome.kind === "rapid") options.onProgress?.(digest.size);
+    return {
+      remotePath: finalPath,
+      size: digest.size,
+      md5: digest.md5,
+      verifiedBy: outcome.kind === "rapid"
+        ? "baidu rapid upload, size listed"
+        : "baidu create block list and size, size listed",
+      reused: outcome.kind === "rapid",
+    };
   }
 
   async #find(

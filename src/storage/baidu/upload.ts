@@ -3,16 +3,19 @@
  * every part (several in flight), create.
  *
  * Each part is streamed from its file offset for each try (never a whole
- * part in memory, see part_body.ts) and its MD5 is checked twice: against
- * the block list computed before (the file must not have changed) and
- * against the MD5 the server says it received. The upload id and the parts already sent are
- * saved through the `ResumeSlot` after every part, so a killed run continues
- * where it stopped. A session the server calls expired is started again with
+ * part in memory, see part_body.ts), and the MD5 the server says it
+ * received must be the one in the block list computed before. When it is
+ * not, the part is hashed here again to tell a file that changed (the
+ * upload fails, to be tried again) from a part damaged on the way (sent
+ * again). The upload id and the parts already sent are saved through the
+ * `ResumeSlot` after every part, so a killed run continues where it
+ * stopped. A session the server calls expired is started again with
  * a new precreate. What this returns is not yet verified; the caller checks
  * `create`'s answer and looks the file up.
  */
 
 import type { ResumeSlot } from "../storage.ts";
+import type { IoPool } from "../../io/pool.ts";
 import { StorageError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { BaiduApi, CreateAnswer } from "./api.ts";
@@ -40,6 +43,8 @@ export interface UploadOptions {
   digest: FileDigest;
   concurrency: number;
   log: Logger;
+  /** Hashes a part again when the server's MD5 differs. */
+  io: IoPool;
   resume?: ResumeSlot;
   signal?: AbortSignal;
   onProgress?: (bytes: number) => void;
@@ -220,32 +225,29 @@ async function sendPart(
       `filename="part${index}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
   );
   const tail = new TextEncoder().encode(`\r\n--${boundary}--\r\n`);
+  const offset = index * d.chunkSize;
   for (let attempt = 1;; attempt++) {
-    // The part streams from the file; its MD5 is taken on the way out and
-    // compared after the answer, so a file that changed is caught without
-    // holding the part in memory.
-    let sent: string | undefined;
     const md5 = await api.uploadPart(
       host,
       { path: o.remotePath, uploadid: state.uploadId, partseq: index },
-      {
-        head,
-        tail,
-        path: o.localPath,
-        offset: index * d.chunkSize,
-        length,
-        onSent: (m) => (sent = m),
-      },
+      { head, tail, path: o.localPath, offset, length },
       boundary,
       signal,
     );
-    if (sent !== d.blockList[index]) {
+    if (md5.toLowerCase() === d.blockList[index]) return d.blockList[index];
+    const local = await o.io.run({
+      kind: "hash",
+      path: o.localPath,
+      offset,
+      length,
+      md5: true,
+    });
+    if (local.md5 !== d.blockList[index]) {
       throw new StorageError(
         `The image "${o.localPath}" changed while it was being uploaded; it will be tried again`,
         "retry",
       );
     }
-    if (md5.toLowerCase() === d.blockList[index]) return d.blockList[index];
     if (attempt >= MD5_TRIES) {
       throw new StorageError(
         `Baidu Netdisk received part ${
