@@ -601,6 +601,54 @@ for (const backend of shopBackends()) {
 }
 
 for (const backend of shopBackends()) {
+  Deno.test(`[${backend.driver}] runPass() keeps every order's own copy when their backup folders come out the same`, async () => {
+    // "X/1" and "X_1" both make the folder X_1; "D-7" is two orders.
+    const orders: TestOrder[] = [
+      ["X/1", "a/hd.png"],
+      ["X_1", "b/hd.png"],
+      ["D-7", "c/hd.png"],
+      ["D-7", "d/hd.png"],
+    ].map(([orderNo, image], i) => ({
+      key: i + 1,
+      orderNo,
+      status: "shipped",
+      image,
+      shippedAt: daysAgo(30),
+      content: noise(2000 + 100 * i, 40 + i),
+    }));
+    const shop = await makeShop(backend, { orders });
+    try {
+      const e = await openEngine(shop);
+      const r = await runPass(e, { mode: "run", dryRun: false });
+      assert.equal(r.summary.cleaned, 4, JSON.stringify(r.errors));
+      const copies = new Set<string>();
+      for (const o of orders) {
+        const row = e.ledger.find(String(o.key), o.image!)!;
+        assert.equal(row.state, "completed");
+        assert.ok(!copies.has(row.remotePath!), `${o.orderNo} shares a copy`);
+        copies.add(row.remotePath!);
+        assert.deepEqual(
+          await Deno.readFile(join(shop.backupDir, row.remotePath!)),
+          o.content,
+          `the copy recorded for ${o.orderNo} (key ${o.key}) is its own image`,
+        );
+      }
+      const out = await restoreOrders(e, ["X/1", "X_1", "D-7"], {
+        dryRun: false,
+      });
+      assert.deepEqual(out.map((o) => o.status), Array(4).fill("restored"));
+      for (const o of orders) {
+        assert.deepEqual(
+          await Deno.readFile(join(shop.root, o.image!)),
+          o.content,
+        );
+      }
+      await e.close();
+    } finally {
+      await shop.close();
+    }
+  });
+
   Deno.test(`[${backend.driver}] runPass() keeps a file another order still names until that order is cleaned too`, async () => {
     const art = noise(4000, 11);
     const shop = await makeShop(backend, {
@@ -679,6 +727,73 @@ for (const backend of shopBackends()) {
     }
   });
 }
+
+Deno.test("pruneExpired() keeps a copy that another order's backup found already in place until that one expires too", async () => {
+  // Two orders D-8 with identical bytes: the second finds the first's copy.
+  const art = noise(3000, 50);
+  const shop = await makeShop(shopBackends()[0], {
+    orders: [
+      {
+        key: 1,
+        orderNo: "D-8",
+        status: "shipped",
+        image: "a/hd.png",
+        shippedAt: daysAgo(30),
+        content: art,
+      },
+      {
+        key: 2,
+        orderNo: "D-8",
+        status: "shipped",
+        image: "b/hd.png",
+        shippedAt: daysAgo(2),
+        content: art,
+      },
+    ],
+  });
+  try {
+    const e = await openEngine(shop);
+    await runPass(e, { mode: "run", dryRun: false });
+    e.clock.advance(100 * 86400000);
+    await runPass(e, { mode: "run", dryRun: false });
+    const [one, two] = [
+      e.ledger.find("1", "a/hd.png")!,
+      e.ledger.find("2", "b/hd.png")!,
+    ];
+    assert.equal(
+      two.remotePath,
+      one.remotePath,
+      "the second backup reused the copy",
+    );
+    assert.equal(two.verifiedBy, "sha256 of existing copy");
+    const copy = join(shop.backupDir, one.remotePath!);
+    // 366 days after the first backup: only it is past retention.
+    e.clock.advance(266 * 86400000);
+    const p = await pruneExpired(e, { dryRun: false });
+    assert.equal(p.expired, 1);
+    assert.deepEqual(
+      await Deno.readFile(copy),
+      art,
+      "the copy stays for key 2",
+    );
+    assert.ok(e.log.lines.some((l) => /stays for order\(s\) D-8/.test(l)));
+    const out = await restoreOrders(e, ["D-8"], { dryRun: false });
+    assert.deepEqual(out.map((o) => o.status).sort(), ["failed", "restored"]);
+    // Cleaned again after its hold, then past its own retention, the
+    // second backup expires too, and the copy goes.
+    e.clock.advance(11 * 86400000);
+    assert.equal(
+      (await runPass(e, { mode: "run", dryRun: false })).summary.cleaned,
+      1,
+    );
+    e.clock.advance(100 * 86400000);
+    assert.equal((await pruneExpired(e, { dryRun: false })).expired, 1);
+    assert.equal(await exists(copy), false);
+    await e.close();
+  } finally {
+    await shop.close();
+  }
+});
 
 Deno.test("runPass() never deletes an image replaced after its backup, even with the same size and time", async () => {
   const shop = await makeShop(shopBackends()[0], {

@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { IoPool } from "../src/io/pool.ts";
-import { CopyCheckError, copyVerified, hashRange } from "../src/io/jobs.ts";
+import {
+  CopyCheckError,
+  copyVerified,
+  hashRange,
+  variantName,
+} from "../src/io/jobs.ts";
 import { patternBytes } from "./fakes/baidu_fixture.ts";
 
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
@@ -77,38 +82,80 @@ Deno.test("IoPool.run() copies with the source's SHA-256, reuses an identical co
     const bytes = patternBytes(300_001, 9);
     const source = join(dir, "cat.png");
     await Deno.writeFile(source, bytes);
-    const dest = join(dir, "copies", "A-1", "cat.png");
+    const folder = join(dir, "copies", "A-1");
+    const dest = join(folder, "cat.png");
     await using pool = disposable(new IoPool({ workers: 1 }));
-    const job = (temp: string) => ({
-      kind: "copy" as const,
-      source,
-      dest,
-      temp: join(dir, "copies", "A-1", temp),
-    });
+    const job = { kind: "copy" as const, source, dest, runToken: "run1" };
     let progress = 0;
-    const first = await pool.p.run(
-      job(".cat.png.partial-1"),
-      (n) => (progress += n),
-    );
+    const first = await pool.p.run(job, (n) => (progress += n));
     assert.deepEqual(first, {
       size: bytes.length,
       sha256: sha256(bytes),
+      dest,
       reused: false,
     });
     assert.equal(progress, bytes.length);
     assert.deepEqual(await Deno.readFile(dest), bytes);
-    const again = await pool.p.run(job(".cat.png.partial-2"));
+    const again = await pool.p.run(job);
     assert.equal(again.reused, true, "an identical copy is not written again");
     assert.deepEqual(
-      [...Deno.readDirSync(join(dir, "copies", "A-1"))].map((e) => e.name),
+      [...Deno.readDirSync(folder)].map((e) => e.name),
       ["cat.png"],
       "no temp file is left",
     );
     await assert.rejects(
-      pool.p.run({ ...job(".x.partial-3"), source: join(dir, "missing.png") }),
+      pool.p.run({ ...job, source: join(dir, "missing.png") }),
       Deno.errors.NotFound,
       "a missing image is NotFound on this side too",
     );
+  });
+});
+
+Deno.test("copyVerified() never replaces another file: the copy takes the next free name", async () => {
+  await withDir(async (dir) => {
+    const folder = join(dir, "X_1");
+    await Deno.mkdir(folder);
+    const other = patternBytes(1000, 1);
+    await Deno.writeFile(join(folder, "hd.png"), other);
+    const mine = patternBytes(1200, 2);
+    const source = join(dir, "hd.png");
+    await Deno.writeFile(source, mine);
+    const job = {
+      kind: "copy" as const,
+      source,
+      dest: join(folder, "hd.png"),
+      runToken: "run1",
+    };
+    const done = copyVerified(job);
+    assert.equal(done.dest, join(folder, "hd~2.png"));
+    assert.equal(done.reused, false);
+    assert.deepEqual(await Deno.readFile(join(folder, "hd.png")), other);
+    assert.deepEqual(await Deno.readFile(join(folder, "hd~2.png")), mine);
+    // Asked again, it finds its copy under the name it took.
+    const again = copyVerified(job);
+    assert.deepEqual([again.dest, again.reused], [done.dest, true]);
+    assert.equal(variantName("/a/README", 3), "/a/README~3");
+  });
+});
+
+Deno.test("copyVerified() removes the temp files of a killed run but not those of its own run", async () => {
+  await withDir(async (dir) => {
+    const folder = join(dir, "A-1");
+    await Deno.mkdir(folder);
+    const stale = join(folder, ".cat.png.partial-old-1234");
+    const inFlight = join(folder, ".cat.png.partial-run1-5678");
+    await Deno.writeFile(stale, new Uint8Array(10));
+    await Deno.writeFile(inFlight, new Uint8Array(10));
+    const source = join(dir, "cat.png");
+    await Deno.writeFile(source, patternBytes(100, 3));
+    copyVerified({
+      kind: "copy",
+      source,
+      dest: join(folder, "cat.png"),
+      runToken: "run1",
+    });
+    const names = [...Deno.readDirSync(folder)].map((e) => e.name).sort();
+    assert.deepEqual(names, [".cat.png.partial-run1-5678", "cat.png"]);
   });
 });
 
@@ -133,7 +180,7 @@ Deno.test("copyVerified() refuses an image that changes while it is copied and l
             kind: "copy",
             source,
             dest: join(dir, "out", "dog.png"),
-            temp: join(dir, "out", ".dog.png.partial-1"),
+            runToken: "run1",
           }),
         (err) => err instanceof CopyCheckError && err.check === "changed",
       );

@@ -461,6 +461,7 @@ class Pass {
         try {
           w.result = await storage.put(this.#source(w), {
             resume: this.d.ledger.resumeSlot(w.row!.id),
+            replace: this.#ownEarlierCopy(w.row!),
             onProgress: (n) => this.d.progress?.advance(n),
           });
         } catch (err) {
@@ -530,6 +531,17 @@ class Pass {
       "completed",
       batch.filter((w) => w.result).map((w) => w.order.key),
     );
+  }
+
+  /**
+   * The copy this row made of an earlier version of its image, which the
+   * new copy may replace: only when no other backup counts on it.
+   */
+  #ownEarlierCopy(row: BackupRow): string | undefined {
+    if (!row.remotePath || row.target !== this.target) return undefined;
+    const others = this.d.ledger.holdersOf(this.target, row.remotePath)
+      .filter((h) => h.id !== row.id);
+    return others.length === 0 ? row.remotePath : undefined;
   }
 
   /** Steps 4 and 5 for works whose copy is recorded complete. */

@@ -1,7 +1,9 @@
 /**
  * Retention: remote copies older than `backup.retentionDays` are deleted
  * in batches and their rows marked `expired`. Only copies whose local file
- * is gone are considered; an image that is back on disk keeps its copy.
+ * is gone are considered; an image that is back on disk keeps its copy, and
+ * a copy that another order's backup still counts on (the same bytes found
+ * already in place) stays until that backup expires too.
  */
 
 import { DAY_MS } from "../clock.ts";
@@ -52,8 +54,18 @@ export async function pruneExpired(
       }
       break;
     }
+    const batch = new Set(rows.map((r) => r.id));
+    const kept = new Map<string, string[]>();
+    const paths = new Set<string>();
+    for (const r of rows) {
+      const others = d.ledger.holdersOf(storage.name, r.remotePath!)
+        .filter((h) => !batch.has(h.id));
+      if (others.length > 0) {
+        kept.set(r.remotePath!, others.map((h) => h.orderNo));
+      } else paths.add(r.remotePath!);
+    }
     try {
-      await storage.remove(rows.map((r) => r.remotePath!), d.signal);
+      await storage.remove([...paths], d.signal);
     } catch (err) {
       const message = `Removing ${rows.length} expired copies failed: ${
         errorMessage(err)
@@ -68,8 +80,13 @@ export async function pruneExpired(
     });
     for (const r of rows) {
       result.orders.push(r.orderNo);
+      const holders = kept.get(r.remotePath!);
       d.log.info(
-        `order ${r.orderNo}: removed the remote copy ${r.remotePath} (retention)`,
+        holders
+          ? `order ${r.orderNo}: its backup expired; the remote copy ${r.remotePath} stays for order(s) ${
+            holders.join(", ")
+          }`
+          : `order ${r.orderNo}: removed the remote copy ${r.remotePath} (retention)`,
       );
     }
     result.expired += rows.length;

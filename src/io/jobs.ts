@@ -16,23 +16,40 @@ import { basename, dirname, join } from "node:path";
 /** Size of each read. */
 export const JOB_READ_BYTES = 4 * 1024 * 1024;
 
-/** Copies an image beside `dest` and renames it into place once verified. */
+/**
+ * Copies an image beside `dest` and puts it in place once verified, never
+ * over another file: when `dest` holds different bytes (another order
+ * whose folder name came out the same, an earlier version of this image,
+ * a copy the ledger no longer knows), the copy takes the next free name,
+ * `name~2.ext`, `name~3.ext`, ...
+ */
 export interface CopyJob {
   kind: "copy";
   source: string;
-  /** Final path of the copy. */
+  /** Wanted path of the copy. */
   dest: string;
-  /** Temp file beside `dest`: `.<name>.partial-<suffix>`. */
-  temp: string;
+  /**
+   * Names this run's temp files: `.<name>.partial-<runToken>-<suffix>`
+   * beside `dest`. Temp files of other tokens are left by killed runs and
+   * removed; those of this run may be another copy in flight.
+   */
+  runToken: string;
+  /** A file at `dest` this copy may replace (its own earlier version). */
+  replace?: string;
 }
 
 export interface CopyDone {
   size: number;
   /** SHA-256 of the bytes read from the source. */
   sha256: string;
-  /** True when an identical copy was already at `dest`. */
+  /** Where the copy is: `dest` or a free name beside it. */
+  dest: string;
+  /** True when an identical copy was already there. */
   reused: boolean;
 }
+
+/** Names tried beside a taken `dest` before the copy gives up. */
+const MAX_NAME_TRIES = 100;
 
 /**
  * Hashes `length` bytes of a file from `offset` (all of it when `length`
@@ -157,19 +174,24 @@ export function copyVerified(
     const a = onSource(() => sha256Of(job.source));
     if (a.size === before.size && a.sha256 === sha256Of(job.dest).sha256) {
       onProgress?.(a.size);
-      return { size: a.size, sha256: a.sha256, reused: true };
+      return { size: a.size, sha256: a.sha256, dest: job.dest, reused: true };
     }
   }
 
   const folder = dirname(job.dest);
   Deno.mkdirSync(folder, { recursive: true });
   // A run killed mid-copy left its temp file here; copies run under the run
-  // lock, so it is nobody's now.
-  removeStaleTemps(folder, `.${basename(job.dest)}.partial-`);
+  // lock, so a temp of another run is nobody's now.
+  const prefix = `.${basename(job.dest)}.partial-`;
+  removeStaleTemps(folder, prefix, `${prefix}${job.runToken}-`);
+  const temp = join(
+    folder,
+    `${prefix}${job.runToken}-${crypto.randomUUID().slice(0, 8)}`,
+  );
   let size = 0;
   const hash = createHash("sha256");
   try {
-    const out = Deno.openSync(job.temp, {
+    const out = Deno.openSync(temp, {
       write: true,
       createNew: true,
       mode: 0o600,
@@ -204,24 +226,93 @@ export function copyVerified(
         "The image changed while it was being copied",
       );
     }
-    const check = sha256Of(job.temp);
+    const check = sha256Of(temp);
     if (check.sha256 !== sha256 || check.size !== size) {
       throw new CopyCheckError(
         "mismatch",
         "The copy does not match the image (SHA-256 differs)",
       );
     }
-    Deno.renameSync(job.temp, job.dest);
+    const placed = job.replace === job.dest
+      ? (Deno.renameSync(temp, job.dest), { dest: job.dest, reused: false })
+      : place(temp, job.dest, size, sha256);
     syncFolder(folder);
-    return { size, sha256, reused: false };
+    return { size, sha256, ...placed };
   } catch (err) {
     try {
-      Deno.removeSync(job.temp);
+      Deno.removeSync(temp);
     } catch {
-      // Not created, or already renamed: nothing to take back.
+      // Not created, or already in place: nothing to take back.
     }
     throw err;
   }
+}
+
+/**
+ * Puts the verified temp file at `dest`, or at the first free name beside
+ * it, without ever replacing a file: a hard link fails when the name is
+ * taken, atomically, so two copies racing for one name cannot overwrite
+ * each other. A taken name holding the same bytes is the copy already.
+ */
+function place(
+  temp: string,
+  dest: string,
+  size: number,
+  sha256: string,
+): { dest: string; reused: boolean } {
+  for (let n = 1; n <= MAX_NAME_TRIES; n++) {
+    const name = n === 1 ? dest : variantName(dest, n);
+    if (putAt(temp, name)) return { dest: name, reused: false };
+    const there = statOrNull(name);
+    if (
+      there?.isFile && there.size === size && sha256Of(name).sha256 === sha256
+    ) {
+      Deno.removeSync(temp);
+      return { dest: name, reused: true };
+    }
+  }
+  throw new Error(
+    `Cannot place the copy at ${dest}: it and ${
+      MAX_NAME_TRIES - 1
+    } names beside it hold other files`,
+  );
+}
+
+/** Moves `temp` to `name` unless `name` exists; false when it does. */
+function putAt(temp: string, name: string): boolean {
+  try {
+    Deno.linkSync(temp, name);
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return false;
+    if (!linkUnsupported(err)) throw err;
+    // A file system without hard links (some NAS shares): look, then
+    // rename. Only this process writes here (the run lock), so the gap
+    // between the two is not raced by another copy of ours.
+    if (statOrNull(name)) return false;
+    Deno.renameSync(temp, name);
+    return true;
+  }
+  Deno.removeSync(temp);
+  return true;
+}
+
+function linkUnsupported(err: unknown): boolean {
+  const code = (err as { code?: string })?.code ?? "";
+  return err instanceof Deno.errors.NotSupported ||
+    ["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV", "EMLINK"].includes(
+      code,
+    ) || /operation not (supported|permitted)/i.test(String(err));
+}
+
+/** `cat.png` -> `cat~2.png`; `README` -> `README~2`. */
+export function variantName(path: string, n: number): string {
+  const dir = dirname(path);
+  const base = basename(path);
+  const dot = base.lastIndexOf(".");
+  const name = dot > 0
+    ? `${base.slice(0, dot)}~${n}${base.slice(dot)}`
+    : `${base}~${n}`;
+  return join(dir, name);
 }
 
 export function hashRange(job: HashJob): HashDone {
@@ -304,9 +395,9 @@ function statOrNull(path: string): Deno.FileInfo | null {
   }
 }
 
-function removeStaleTemps(folder: string, prefix: string): void {
+function removeStaleTemps(folder: string, prefix: string, mine: string): void {
   for (const e of Deno.readDirSync(folder)) {
-    if (e.isFile && e.name.startsWith(prefix)) {
+    if (e.isFile && e.name.startsWith(prefix) && !e.name.startsWith(mine)) {
       try {
         Deno.removeSync(join(folder, e.name));
       } catch {

@@ -681,6 +681,18 @@ export class Ledger {
     ).map(toBackup);
   }
 
+  /**
+   * Completed rows on `target` whose copy is `remotePath`: more than one
+   * when orders with the same bytes found one copy already there.
+   */
+  holdersOf(target: string, remotePath: string): BackupRow[] {
+    return this.#all(
+      `SELECT * FROM backups WHERE state = 'completed' AND target = ? AND remote_path = ?`,
+      target,
+      remotePath,
+    ).map(toBackup);
+  }
+
   /** Rows whose local file was deleted but the column not yet cleared. */
   deletedNotCleared(): BackupRow[] {
     return this.#all(

@@ -8,7 +8,7 @@
  * `put` resolves. A copy already present with the same content is reused.
  */
 
-import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, relative, resolve, sep } from "node:path";
 import { StorageError } from "../errors.ts";
 import { freeBytes, fsProblem, isNotFound, randomSuffix } from "../fsutil.ts";
 import { CopyCheckError, type CopyDone, isSourceError } from "../io/jobs.ts";
@@ -37,6 +37,8 @@ export class LocalStorage implements Storage {
   readonly dir: string;
   #pool: IoPool;
   #ownPool: boolean;
+  /** Names this process's temp files, so a stale one is told from ours. */
+  #runToken = randomSuffix();
 
   constructor(dir: string, options: LocalStorageOptions = {}) {
     this.dir = resolve(dir);
@@ -76,22 +78,24 @@ export class LocalStorage implements Storage {
       basename(source.fileName)
     }`;
     const dest = this.#abs(remotePath);
-    const temp = join(
-      dirname(dest),
-      `.${basename(dest)}.partial-${randomSuffix()}`,
-    );
     options.signal?.throwIfAborted();
     let done: CopyDone;
     try {
       done = await this.#pool.run(
-        { kind: "copy", source: source.path, dest, temp },
+        {
+          kind: "copy",
+          source: source.path,
+          dest,
+          runToken: this.#runToken,
+          replace: options.replace ? this.#abs(options.replace) : undefined,
+        },
         options.onProgress,
       );
     } catch (err) {
       throw this.#storageError(err);
     }
     return {
-      remotePath,
+      remotePath: `${dirname(remotePath)}/${basename(done.dest)}`,
       size: done.size,
       sha256: done.sha256,
       verifiedBy: done.reused ? "sha256 of existing copy" : "sha256 of copy",

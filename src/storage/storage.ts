@@ -10,6 +10,8 @@
  *   the same pass. If it throws, nothing may be deleted locally.
  * - `put` is idempotent: a copy already present with the same content is
  *   recognised and not sent again.
+ * - `put` never replaces a file it was not told it may (`replace`): two
+ *   orders whose copies would get the same name both keep their own.
  * - `put` may keep resume state in `resume` (kept in the ledger); a killed
  *   run continues from there.
  * - Failures are `StorageError`s whose `failure` tells the engine what to do
@@ -42,6 +44,13 @@ export interface TransferOptions {
 
 export interface PutOptions extends TransferOptions {
   resume?: ResumeSlot;
+  /**
+   * The remote path of this backup's own earlier copy (of a version of the
+   * image that has changed since), which the new copy may replace. Any
+   * other file already at the wanted path is never replaced: the copy takes
+   * another name, and `remotePath` says which.
+   */
+  replace?: string;
 }
 
 export interface PutResult {
