@@ -66,22 +66,30 @@ async function restoreOne(
   if (orders.length === 0) {
     throw new AgentError(`There is no order "${orderNo}" in the shop database`);
   }
+  // Several orders may share one order number; each is restored, or fails,
+  // on its own.
   const results: RestoreOutcome[] = [];
   for (const order of orders) {
-    const rows = d.ledger.byOrderNo(orderNo).filter((r) =>
-      r.orderKey === order.key &&
-      (r.state === "completed" || r.state === "expired") && r.sha256
-    );
-    if (rows.length === 0) {
-      const present = order.image !== "";
-      throw new AgentError(
-        present
-          ? `Order "${orderNo}" was never cleaned up: its image column still says "${order.image}"`
-          : `Order "${orderNo}" has no backup in the ledger; there is nothing to restore`,
+    try {
+      const rows = d.ledger.byOrderNo(orderNo).filter((r) =>
+        r.orderKey === order.key &&
+        (r.state === "completed" || r.state === "expired") && r.sha256
       );
+      if (rows.length === 0) {
+        const present = order.image !== "";
+        throw new AgentError(
+          present
+            ? `Order "${orderNo}" was never cleaned up: its image column still says "${order.image}"`
+            : `Order "${orderNo}" has no backup in the ledger; there is nothing to restore`,
+        );
+      }
+      results.push(await restoreRow(d, rows[0], options));
+    } catch (err) {
+      if (orders.length === 1) throw err;
+      const message = `${errorMessage(err)} (order key ${order.key})`;
+      d.log.error(`order ${orderNo}: restore failed: ${message}`);
+      results.push({ orderNo, status: "failed", message });
     }
-    const row = rows[0];
-    results.push(await restoreRow(d, row, options));
   }
   return results;
 }
