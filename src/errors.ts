@@ -59,6 +59,19 @@ export class LockHeldError extends AgentError {
   }
 }
 
+/**
+ * The operator asked the agent to stop (SIGTERM, Ctrl-C): the reason of the
+ * aborted signal, so work cut short by it is told from a failure.
+ */
+export class InterruptedError extends AgentError {
+  constructor() {
+    super("Stopped on request (SIGTERM or Ctrl-C)", EXIT_FAILED, {
+      hint: "run the command again to continue",
+    });
+    this.name = "InterruptedError";
+  }
+}
+
 /** A database stayed locked by another writer for longer than we wait. */
 export class DatabaseBusyError extends AgentError {
   constructor(message: string, options?: AgentErrorOptions) {

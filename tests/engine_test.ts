@@ -649,6 +649,145 @@ for (const backend of shopBackends()) {
     }
   });
 
+  Deno.test(`[${backend.driver}] runPass() keeps a file another order names in other words: ./a.png, a folder symlink, a link to the file`, async () => {
+    const [one, two, three] = [
+      noise(1500, 61),
+      noise(1600, 62),
+      noise(1700, 63),
+    ];
+    const old = daysAgo(30);
+    const recent = daysAgo(2);
+    const shop = await makeShop(backend, {
+      orders: [
+        {
+          key: 1,
+          orderNo: "W-1",
+          status: "shipped",
+          image: "shared.png",
+          shippedAt: old,
+          content: one,
+        },
+        {
+          key: 2,
+          orderNo: "W-2",
+          status: "shipped",
+          image: "./shared.png",
+          shippedAt: recent,
+        },
+        {
+          key: 3,
+          orderNo: "W-3",
+          status: "shipped",
+          image: "via/x.png",
+          shippedAt: old,
+        },
+        {
+          key: 4,
+          orderNo: "W-4",
+          status: "shipped",
+          image: "sub/x.png",
+          shippedAt: recent,
+          content: two,
+        },
+        {
+          key: 5,
+          orderNo: "W-5",
+          status: "shipped",
+          image: "real.png",
+          shippedAt: old,
+          content: three,
+        },
+        {
+          key: 6,
+          orderNo: "W-6",
+          status: "shipped",
+          image: "alias.png",
+          shippedAt: recent,
+        },
+      ],
+    });
+    await Deno.symlink("sub", join(shop.root, "via"));
+    await Deno.symlink("real.png", join(shop.root, "alias.png"));
+    try {
+      const e = await openEngine(shop);
+      const r = await runPass(e, { mode: "run", dryRun: false });
+      assert.equal(r.summary.cleaned, 3, JSON.stringify(r.outcomes));
+      for (
+        const [file, bytes] of [["shared.png", one], ["sub/x.png", two], [
+          "real.png",
+          three,
+        ]] as const
+      ) {
+        assert.deepEqual(
+          await Deno.readFile(join(shop.root, file)),
+          bytes,
+          `${file} is kept`,
+        );
+      }
+      const cols = await imageColumns(shop);
+      assert.deepEqual(
+        [
+          cols["W-1"],
+          cols["W-2"],
+          cols["W-3"],
+          cols["W-4"],
+          cols["W-5"],
+          cols["W-6"],
+        ],
+        [null, "./shared.png", null, "sub/x.png", null, "alias.png"],
+      );
+      // Once the others are due, their own backups are made and the files go.
+      e.clock.advance(9 * 86400000);
+      const again = await runPass(e, { mode: "run", dryRun: false });
+      assert.equal(again.summary.cleaned, 3, JSON.stringify(again.outcomes));
+      for (const file of ["shared.png", "sub/x.png"]) {
+        assert.equal(
+          await exists(join(shop.root, file)),
+          false,
+          `${file} goes with its last order`,
+        );
+      }
+      const out = await restoreOrders(e, ["W-2", "W-4"], { dryRun: false });
+      assert.deepEqual(out.map((o) => o.status), ["restored", "restored"]);
+      assert.deepEqual(await Deno.readFile(join(shop.root, "sub/x.png")), two);
+      await e.close();
+    } finally {
+      await shop.close();
+    }
+  });
+
+  Deno.test(`[${backend.driver}] runPass() lets a shared file go when its orders are cleaned in different batches of one pass`, async () => {
+    const shop = await makeShop(backend, {
+      config: { cleanup: { batchSize: 1 } },
+      orders: [
+        {
+          key: 1,
+          orderNo: "P-1",
+          status: "shipped",
+          image: "pair.png",
+          shippedAt: daysAgo(30),
+          content: "pair",
+        },
+        {
+          key: 2,
+          orderNo: "P-2",
+          status: "shipped",
+          image: "./pair.png",
+          shippedAt: daysAgo(30),
+        },
+      ],
+    });
+    try {
+      const e = await openEngine(shop);
+      const r = await runPass(e, { mode: "run", dryRun: false });
+      assert.equal(r.summary.cleaned, 2);
+      assert.equal(await exists(join(shop.root, "pair.png")), false);
+      await e.close();
+    } finally {
+      await shop.close();
+    }
+  });
+
   Deno.test(`[${backend.driver}] runPass() keeps a file another order still names until that order is cleaned too`, async () => {
     const art = noise(4000, 11);
     const shop = await makeShop(backend, {
@@ -789,6 +928,190 @@ Deno.test("pruneExpired() keeps a copy that another order's backup found already
     e.clock.advance(100 * 86400000);
     assert.equal((await pruneExpired(e, { dryRun: false })).expired, 1);
     assert.equal(await exists(copy), false);
+    await e.close();
+  } finally {
+    await shop.close();
+  }
+});
+
+Deno.test("restoreOrders() refuses to write through a folder that became a symlink leading out of images.root", async () => {
+  const art = noise(2500, 71);
+  const shop = await makeShop(shopBackends()[0], {
+    orders: [{
+      key: 1,
+      orderNo: "R-9",
+      status: "shipped",
+      image: "sub/r.png",
+      shippedAt: daysAgo(30),
+      content: art,
+    }],
+  });
+  try {
+    const e = await openEngine(shop);
+    await runPass(e, { mode: "run", dryRun: false });
+    const outside = join(shop.dir, "outside");
+    await Deno.mkdir(outside);
+    await Deno.remove(join(shop.root, "sub"), { recursive: true });
+    await Deno.symlink(outside, join(shop.root, "sub"));
+    const out = await restoreOrders(e, ["R-9"], { dryRun: false });
+    assert.equal(out[0].status, "failed");
+    assert.match(out[0].message, /symlink leading outside images\.root/);
+    assert.deepEqual(
+      [...Deno.readDirSync(outside)],
+      [],
+      "nothing written outside",
+    );
+    assert.equal(
+      (await imageColumns(shop))["R-9"],
+      null,
+      "the column stays empty",
+    );
+    // With the folder back as a folder, the restore goes through.
+    await Deno.remove(join(shop.root, "sub"));
+    const again = await restoreOrders(e, ["R-9"], { dryRun: false });
+    assert.equal(again[0].status, "restored");
+    assert.deepEqual(await Deno.readFile(join(shop.root, "sub/r.png")), art);
+    await e.close();
+  } finally {
+    await shop.close();
+  }
+});
+
+Deno.test("runPass() and restoreOrders() take absolute image paths written under a symlinked images.root", async () => {
+  const art = noise(2600, 72);
+  const shop = await makeShop(shopBackends()[0], { orders: [] });
+  try {
+    // images.root is a link to the real folder; the shop writes absolute
+    // paths through the link.
+    const link = join(shop.dir, "images-link");
+    await Deno.symlink(shop.root, link);
+    const config = JSON.parse(await Deno.readTextFile(shop.configPath));
+    config.images.root = "images-link";
+    await Deno.writeTextFile(shop.configPath, JSON.stringify(config));
+    await Deno.writeFile(join(shop.root, "a.png"), art);
+    await shop.fixture.insertOrders([
+      {
+        key: 1,
+        orderNo: "L-1",
+        status: "shipped",
+        image: join(link, "a.png"),
+        shippedAt: daysAgo(30),
+      },
+    ]);
+    const e = await openEngine(shop);
+    const r = await runPass(e, { mode: "run", dryRun: false });
+    assert.equal(r.summary.cleaned, 1, JSON.stringify(r.outcomes));
+    assert.equal(await exists(join(shop.root, "a.png")), false);
+    const out = await restoreOrders(e, ["L-1"], { dryRun: false });
+    assert.equal(out[0].status, "restored");
+    assert.deepEqual(await Deno.readFile(join(shop.root, "a.png")), art);
+    assert.equal((await imageColumns(shop))["L-1"], join(link, "a.png"));
+    await e.close();
+  } finally {
+    await shop.close();
+  }
+});
+
+Deno.test("runPass() settles an image a killed run had set aside: the backed-up bytes go, other bytes come back", async () => {
+  const [art, other] = [noise(1800, 81), noise(1900, 82)];
+  const shop = await makeShop(shopBackends()[0], {
+    orders: [
+      {
+        key: 1,
+        orderNo: "K-1",
+        status: "shipped",
+        image: "k1.png",
+        shippedAt: daysAgo(30),
+        content: art,
+      },
+      {
+        key: 2,
+        orderNo: "K-2",
+        status: "shipped",
+        image: "k2.png",
+        shippedAt: daysAgo(30),
+        content: art,
+      },
+    ],
+  });
+  try {
+    const e = await openEngine(shop);
+    await runPass(e, { mode: "backup", dryRun: false });
+    // A run killed between setting each image aside and unlinking it; K-2's
+    // was a new version the shop had just saved.
+    const aside = (n: string) =>
+      join(shop.root, `.${n}.image-agent-deleting-dead0001`);
+    await Deno.rename(join(shop.root, "k1.png"), aside("k1.png"));
+    await Deno.remove(join(shop.root, "k2.png"));
+    await Deno.writeFile(aside("k2.png"), other);
+    const r = await runPass(e, { mode: "run", dryRun: false });
+    assert.equal(
+      await exists(aside("k1.png")),
+      false,
+      "the backed-up bytes are removed",
+    );
+    assert.equal(await exists(aside("k2.png")), false);
+    assert.deepEqual(
+      await Deno.readFile(join(shop.root, "k2.png")),
+      other,
+      "the other version is back",
+    );
+    assert.deepEqual(await imageColumns(shop), {
+      "K-1": null,
+      "K-2": "k2.png",
+    });
+    assert.equal(r.summary.cleaned, 1);
+    // The next run backs the new version up, then cleans it.
+    const again = await runPass(e, { mode: "run", dryRun: false });
+    assert.equal(again.summary.cleaned, 1);
+    const row = e.ledger.find("2", "k2.png")!;
+    assert.deepEqual(
+      await Deno.readFile(join(shop.backupDir, row.remotePath!)),
+      other,
+    );
+    await e.close();
+  } finally {
+    await shop.close();
+  }
+});
+
+Deno.test("runPass() puts back a folder found where a backed-up image was, and deletes nothing", async () => {
+  const shop = await makeShop(shopBackends()[0], {
+    orders: [{
+      key: 1,
+      orderNo: "F-1",
+      status: "shipped",
+      image: "one.png",
+      shippedAt: daysAgo(30),
+      content: noise(1000, 83),
+    }],
+  });
+  try {
+    const e = await openEngine(shop, {
+      afterStep: (step) => {
+        if (step !== "completed") return;
+        const p = join(shop.root, "one.png");
+        Deno.removeSync(p);
+        Deno.mkdirSync(p);
+        Deno.writeTextFileSync(join(p, "inside.txt"), "keep me");
+      },
+    });
+    const r = await runPass(e, { mode: "run", dryRun: false });
+    assert.equal(r.summary.cleaned, 0);
+    assert.equal(
+      await Deno.readTextFile(join(shop.root, "one.png", "inside.txt")),
+      "keep me",
+    );
+    assert.deepEqual(
+      [...Deno.readDirSync(shop.root)].map((x) => x.name),
+      ["one.png"],
+      "nothing is left hidden beside it",
+    );
+    assert.ok(
+      !e.log.lines.some((l) => /permission denied/.test(l)),
+      e.log.lines.join("\n"),
+    );
+    assert.equal((await imageColumns(shop))["F-1"], "one.png");
     await e.close();
   } finally {
     await shop.close();

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import {
   assertSafe,
   assertSameEnd,
+  filesOf,
   localCopies,
   makePlannedShop,
   planOrders,
@@ -17,7 +18,7 @@ import {
   startCli,
   withSeed,
 } from "./fakes/fault_kit.ts";
-import { runCli } from "./helpers.ts";
+import { runCli, type TestShop } from "./helpers.ts";
 import { FakeBaidu } from "./fakes/baidu_server.ts";
 
 const ORDERS = 300;
@@ -36,12 +37,17 @@ Deno.test(
         const started = Date.now();
         const c = await runCli(["run", "--config", calm.configPath]);
         assert.equal(c.code, 0, c.stderr);
-        // The window in which a kill lands mid-work, after start-up.
-        const window = Math.max(100, (Date.now() - started) / 8);
+        // The window in which a kill lands mid-work, after start-up: a
+        // small part of a whole run, so that many kills are needed to get
+        // through it.
+        const window = Math.max(60, (Date.now() - started) / 16);
+        const done = await cleanedKeys(calm);
 
         let kills = 0;
         const t0 = Date.now();
         for (let attempt = 0; kills < KILLS && attempt < KILLS * 3; attempt++) {
+          // Only a kill of a run that still has work to do counts.
+          if (await workLeft(hurt, done) === 0) break;
           const p = startCli(["run", "--config", hurt.configPath]);
           // One kill in five lands during start-up (lock, interrupted clears).
           if (random() >= 0.2) await p.waitFor(/run started/);
@@ -85,7 +91,7 @@ Deno.test(
   "run stopped with SIGTERM finishes the order in hand, says so, exits 1, and the next run completes",
   async () => {
     await withSeed("SIGTERM", async (seed, random) => {
-      const plan = planOrders(120, seed);
+      const plan = planOrders(ORDERS, seed);
       const calm = await makePlannedShop(plan, { config: CONFIG });
       const hurt = await makePlannedShop(plan, { config: CONFIG });
       try {
@@ -93,21 +99,25 @@ Deno.test(
         assert.equal(c.code, 0, c.stderr);
 
         const p = startCli(["run", "--config", hurt.configPath]);
+        // The first page is backed up; a few hundred orders are still to go.
         assert.ok(await p.waitFor(/order P-\d+: backed up/));
-        await sleep(random() * 100);
+        await sleep(random() * 10);
         p.child.kill("SIGTERM");
         const r = await p.done;
         assert.equal(r.signal, null, "the agent must exit by itself");
-        assert.ok(r.code === 0 || r.code === 1, `exit ${r.code}\n${r.stderr}`);
-        if (r.code === 1) {
-          assert.match(r.stderr, /Stopping: finishing the order in hand/);
-          assert.match(
-            r.stderr,
-            /Stopped early on request; the next run continues/,
-          );
-          assert.equal(runStatuses(hurt).at(-1), "interrupted");
-        }
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /Stopping: finishing the order in hand/);
+        assert.match(
+          r.stderr,
+          /Stopped early on request; the next run continues/,
+        );
         assert.doesNotMatch(r.stderr, /Unexpected internal error/);
+        assert.equal(runStatuses(hurt).at(-1), "interrupted");
+        assert.ok(
+          await workLeft(hurt, await cleanedKeys(calm)) > 0,
+          "stopped early",
+        );
+        await assertNoTemps(hurt);
         await assertSafe(hurt, plan, localCopies(hurt), "after SIGTERM");
 
         const again = await runCli(["run", "--config", hurt.configPath]);
@@ -120,6 +130,30 @@ Deno.test(
     });
   },
 );
+
+/** Keys of the orders whose image column an undisturbed run emptied. */
+async function cleanedKeys(calm: TestShop): Promise<Set<number>> {
+  return new Set(
+    (await calm.fixture.orders()).filter((o) => o.image === null).map((o) =>
+      o.key
+    ),
+  );
+}
+
+/** Orders an undisturbed run cleaned that still have their column here. */
+async function workLeft(shop: TestShop, cleaned: Set<number>): Promise<number> {
+  return (await shop.fixture.orders()).filter((o) =>
+    cleaned.has(o.key) && o.image !== null
+  ).length;
+}
+
+/** No temp file of a copy is left in the backup folder. */
+async function assertNoTemps(shop: TestShop): Promise<void> {
+  const temps = [...(await filesOf(shop.backupDir)).keys()].filter((k) =>
+    /(^|\/)\.[^/]*\.partial-/.test(k)
+  );
+  assert.deepEqual(temps, [], "temp files left in the backup folder");
+}
 
 /** A shop backing up to a fake Baidu Netdisk on loopback, logged in. */
 async function baiduShop(plan: ReturnType<typeof planOrders>) {
@@ -219,5 +253,33 @@ Deno.test(
         }
       }
     });
+  },
+);
+
+Deno.test(
+  "run against Baidu Netdisk stopped with SIGTERM while it waits on the space check stops cleanly, records the run as interrupted, and the next run completes",
+  async () => {
+    const plan = planOrders(20, 7);
+    const b = await baiduShop(plan);
+    try {
+      b.fake.fail("quota", { delayMs: 3000 });
+      const p = startCli(["run", "--config", b.shop.configPath]);
+      assert.ok(await p.waitFor(/run started/));
+      await sleep(300);
+      p.child.kill("SIGTERM");
+      const r = await p.done;
+      assert.equal(r.signal, null, "the agent must exit by itself");
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /Stopping: finishing the order in hand/);
+      assert.match(r.stderr, /Stopped early on request/);
+      assert.doesNotMatch(r.stderr, /Unexpected internal error/);
+      assert.equal(runStatuses(b.shop).at(-1), "interrupted");
+      const again = await runCli(["run", "--config", b.shop.configPath]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(runStatuses(b.shop).at(-1), "ok");
+    } finally {
+      await b.fake.close();
+      await b.shop.close();
+    }
   },
 );

@@ -10,6 +10,7 @@ import {
   errorMessage,
   EXIT_FAILED,
   EXIT_USAGE,
+  InterruptedError,
   UsageError,
 } from "../errors.ts";
 import type { Command, Deps } from "./command.ts";
@@ -101,7 +102,7 @@ export async function main(
       deps.log.warn(
         "Stopping: finishing the order in hand (press Ctrl-C again to abort at once)",
       );
-      controller.abort(new Error("interrupted"));
+      controller.abort(new InterruptedError());
     } else {
       Deno.exit(130);
     }

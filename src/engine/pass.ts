@@ -20,7 +20,12 @@
 
 import { basename, dirname, join } from "node:path";
 import { DAY_MS, parseSqlTime } from "../clock.ts";
-import { ConfigError, errorMessage, StorageError } from "../errors.ts";
+import {
+  ConfigError,
+  errorMessage,
+  InterruptedError,
+  StorageError,
+} from "../errors.ts";
 import { formatBytes } from "../log.ts";
 import type { BackupRow, RunSummary } from "../ledger/ledger.ts";
 import type { Order } from "../shop/shop.ts";
@@ -32,10 +37,11 @@ import {
   sha256File,
   syncDirAsync,
 } from "../fsutil.ts";
-import { type Resolved, resolveImage } from "./paths.ts";
+import { isInside, lexicalPath, type Resolved, resolveImage } from "./paths.ts";
 import type { EngineDeps, OrderOutcome } from "./engine.ts";
 import { forEachLimited } from "./pool.ts";
 import { checkLedgerIdentity } from "./ledger_guard.ts";
+import { putBack } from "../io/jobs.ts";
 
 export type PassMode = "run" | "backup" | "cleanup";
 
@@ -95,6 +101,9 @@ class Pass {
   errors: string[] = [];
   stopped?: string;
   realRoot = "";
+  #namersIndex?: Promise<Map<string, string[]>>;
+  /** Orders whose column this pass emptied: they name no file any more. */
+  #clearedKeys = new Set<string>();
 
   constructor(d: EngineDeps, options: PassOptions) {
     this.d = d;
@@ -179,6 +188,11 @@ class Pass {
       const claimed = new Set(await this.d.shop.claim(page.map((o) => o.key)));
       try {
         await this.#processPage(page.filter((o) => claimed.has(o.key)));
+      } catch (err) {
+        // A stop asked for while a call was waiting on the target (the
+        // space check, say): what is recorded stands, the rest is next run's.
+        if (!(err instanceof InterruptedError)) throw err;
+        this.stopped = "interrupted";
       } finally {
         await this.d.shop.release([...claimed]);
       }
@@ -211,7 +225,11 @@ class Pass {
       orders,
       Math.max(8, this.d.config.backup.concurrency),
       async (order, i) => {
-        resolved[i] = await resolveImage(this.realRoot, order.image);
+        resolved[i] = await resolveImage(
+          this.realRoot,
+          order.image,
+          this.d.config.images.root,
+        );
       },
     );
     for (const [i, order] of orders.entries()) {
@@ -591,6 +609,43 @@ class Pass {
   }
 
   /**
+   * Which orders name each file under the root, by file identity, from
+   * every image column that is not empty: built once, before the first
+   * deletion of the pass (`a.png` and `./a.png`, a folder reached through a
+   * symlink and a symlink to the file itself all name one file). Columns
+   * the shop changes during the pass are caught in their exact words by
+   * `othersNamingImage`.
+   */
+  #namers(): Promise<Map<string, string[]>> {
+    return this.#namersIndex ??= (async () => {
+      const rows = await this.d.shop.imagesInUse();
+      const cfg = this.d.config.images.root;
+      const inside = rows.filter((r) =>
+        !r.image.includes("\0") &&
+        isInside(this.realRoot, lexicalPath(this.realRoot, r.image, cfg))
+      );
+      const paths = inside.map((r) => lexicalPath(this.realRoot, r.image, cfg));
+      const per = Math.max(256, Math.ceil(paths.length / this.d.io.size || 1));
+      const jobs = [];
+      for (let i = 0; i < paths.length; i += per) {
+        jobs.push(
+          this.d.io.run({ kind: "identify", paths: paths.slice(i, i + per) }),
+        );
+      }
+      const ids = (await Promise.all(jobs)).flatMap((j) => j.ids);
+      const index = new Map<string, string[]>();
+      inside.forEach((r, i) => {
+        const id = ids[i];
+        if (id === null) return;
+        const keys = index.get(id);
+        if (keys) keys.push(r.key);
+        else index.set(id, [r.key]);
+      });
+      return index;
+    })();
+  }
+
+  /**
    * Step 4 for one work: deletes the file unless it changed since its
    * backup. True when the file is gone (or was already) and the deletion
    * is to be recorded.
@@ -600,12 +655,18 @@ class Pass {
     // run set aside is settled.
     if (w.action === "clear") return await this.#settleSetAside(w);
     if (!w.file?.link) {
-      // A file other orders still name stays until the last of them is
-      // cleaned; orders cleaned in this same batch let it go together.
-      const others = (await this.d.shop.othersNamingImage(
+      // A file other orders still name, in the same words or in others, stays
+      // until the last of them is cleaned; orders cleaned in this same batch
+      // let it go together.
+      const sameWords = await this.d.shop.othersNamingImage(
         w.order.key,
         w.order.image,
-      )).filter((k) => !cleanedTogether.has(k));
+      );
+      const otherWords = (await this.#namers()).get(w.file!.id) ?? [];
+      const others = [...new Set([...sameWords, ...otherWords])].filter((k) =>
+        k !== w.order.key && !cleanedTogether.has(k) &&
+        !this.#clearedKeys.has(k)
+      );
       if (others.length > 0) {
         w.keptFor = others;
         this.d.log.info(
@@ -617,9 +678,6 @@ class Pass {
       }
     }
     try {
-      // TODO: two different values naming one file (a folder symlink inside
-      // the root, "a.png" and "./a.png") are not recognised as shared; lift
-      // once images are matched by their resolved path.
       if (w.file?.link) {
         // A symlinked image loses its link only (see Resolved in paths.ts).
         await Deno.remove(w.file.link);
@@ -664,7 +722,7 @@ class Pass {
       dirname(w.path),
       `.${basename(w.path)}.image-agent-deleting-${randomSuffix()}`,
     );
-    const { removed } = await this.d.io.run({
+    const { removed, keptAt: kept } = await this.d.io.run({
       kind: "remove",
       path: w.path,
       aside,
@@ -673,18 +731,6 @@ class Pass {
       ino: file.ino,
     });
     if (removed) return true;
-    let kept = w.path;
-    try {
-      await Deno.link(aside, w.path);
-      await Deno.remove(aside);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-      kept = join(
-        dirname(w.path),
-        `${basename(w.path)}.image-agent-kept-${randomSuffix()}`,
-      );
-      await Deno.rename(aside, kept);
-    }
     this.d.log.warn(
       `order ${w.order.orderNo}: ${w.path} changed after it was backed up; not deleted (it is at ${kept}), it will be backed up again next run`,
     );
@@ -710,27 +756,20 @@ class Pass {
     }
     const name = basename(w.path);
     const prefix = `.${name}.image-agent-deleting-`;
-    const found: string[] = [];
+    const found: { path: string; isFile: boolean }[] = [];
     for await (const e of Deno.readDir(dir)) {
-      if (e.isFile && e.name.startsWith(prefix)) found.push(join(dir, e.name));
+      if (e.name.startsWith(prefix)) {
+        found.push({ path: join(dir, e.name), isFile: e.isFile });
+      }
     }
     let allGone = true;
-    for (const aside of found) {
-      const { sha256 } = await sha256File(aside);
-      if (sha256 === w.row!.sha256) {
+    for (const { path: aside, isFile } of found) {
+      if (isFile && (await sha256File(aside)).sha256 === w.row!.sha256) {
         await Deno.remove(aside);
         continue;
       }
       allGone = false;
-      let kept = join(dir, name);
-      try {
-        await Deno.link(aside, kept);
-        await Deno.remove(aside);
-      } catch (err) {
-        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-        kept = join(dir, `${name}.image-agent-kept-${randomSuffix()}`);
-        await Deno.rename(aside, kept);
-      }
+      const kept = putBack(aside, join(dir, name));
       this.d.log.warn(
         `order ${w.order.orderNo}: an interrupted run had set aside a version of ${w.path} that differs from its backup; it is back at ${kept} and will be backed up again`,
       );
@@ -753,6 +792,7 @@ class Pass {
         rows.map((r) => ({ key: r.orderKey, image: r.image })),
       ),
     );
+    for (const k of changed) this.#clearedKeys.add(k);
     this.d.ledger.transaction(() => {
       for (const r of rows) {
         this.d.ledger.markCleared(

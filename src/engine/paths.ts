@@ -9,6 +9,7 @@
 
 import { isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
 import { isNotFound } from "../fsutil.ts";
+import { fileIdentity } from "../io/jobs.ts";
 
 export type Resolved =
   | {
@@ -16,8 +17,10 @@ export type Resolved =
     path: string;
     size: number;
     mtimeMs: number;
-    /** The file's inode (null where the platform has none): its identity. */
+    /** The file's inode (null where the platform has none). */
     ino: number | null;
+    /** Which file it is, as `fileIdentity` (io/jobs.ts) tells it. */
+    id: string;
     /**
      * The path as written when it is itself a symlink (to `path`, inside
      * the root). Cleaning such an order removes the link, never the file
@@ -37,18 +40,35 @@ export function isInside(parent: string, child: string): boolean {
     (!rel.startsWith(".." + sep) && rel !== ".." && !isAbsolute(rel));
 }
 
-/** The lexical absolute path of an image column value, without touching the disk. */
-export function lexicalPath(root: string, value: string): string {
-  return normalize(isAbsolute(value) ? value : join(root, value));
+/**
+ * The lexical absolute path of an image column value, without touching the
+ * disk. `root` is the real image root; an absolute value written under the
+ * root as configured (a path through a symlink to the real root, say
+ * `/srv/images` -> `/data/images`) is read as the same place under `root`.
+ */
+export function lexicalPath(
+  root: string,
+  value: string,
+  configuredRoot?: string,
+): string {
+  if (!isAbsolute(value)) return normalize(join(root, value));
+  const p = normalize(value);
+  if (configuredRoot) {
+    const c = normalize(configuredRoot);
+    if (c !== root && isInside(c, p)) return join(root, relative(c, p));
+  }
+  return p;
 }
 
 /**
- * Resolves an image column value against the (already real) image root.
- * Never throws for a bad value: it answers `refused` with the reason.
+ * Resolves an image column value against the (already real) image root,
+ * `configuredRoot` being `images.root` as written in the config. Never
+ * throws for a bad value: it answers `refused` with the reason.
  */
 export async function resolveImage(
   realRoot: string,
   value: string,
+  configuredRoot?: string,
 ): Promise<Resolved> {
   const shown = value.replaceAll("\0", "\\0");
   if (value.includes("\0")) {
@@ -68,7 +88,7 @@ export async function resolveImage(
       reason: `the image path is longer than ${MAX_PATH} characters`,
     };
   }
-  const lexical = lexicalPath(realRoot, value);
+  const lexical = lexicalPath(realRoot, value, configuredRoot);
   if (!isInside(realRoot, lexical)) {
     return {
       kind: "refused",
@@ -125,6 +145,7 @@ export async function resolveImage(
     size: info.size,
     mtimeMs: info.mtime?.getTime() ?? 0,
     ino: info.ino ?? null,
+    id: fileIdentity(real, info),
     ...(link ? { link } : {}),
   };
 }
@@ -153,4 +174,65 @@ async function missingOrRefused(
     }
   }
   return { kind: "missing", path: lexical };
+}
+
+/**
+ * Makes the folder `dir` (inside `realRoot`) exist for a file about to be
+ * written there, and returns its real path. Every part of it that exists
+ * already is checked: a symlink that leads outside the root, or a part that
+ * is not a folder, is refused (`OutsideRootError`) before anything is
+ * created, so a write never lands outside the root through a folder
+ * replaced by a link. With `create` false nothing is made, and a folder
+ * that does not exist yet answers null.
+ */
+export async function prepareFolder(
+  realRoot: string,
+  dir: string,
+  create = true,
+): Promise<string | null> {
+  if (!isInside(realRoot, dir)) {
+    throw new OutsideRootError(`${dir} lies outside images.root (${realRoot})`);
+  }
+  let cur = realRoot;
+  for (const part of relative(realRoot, dir).split(sep).filter(Boolean)) {
+    const next = join(cur, part);
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = await Deno.lstat(next);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (!info) {
+      if (!create) return null;
+      try {
+        await Deno.mkdir(next);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+        info = await Deno.lstat(next); // made meanwhile: check it as found
+      }
+    }
+    if (info?.isSymlink) {
+      const real = await Deno.realPath(next);
+      if (!isInside(realRoot, real)) {
+        throw new OutsideRootError(
+          `${next} is a symlink leading outside images.root (to ${real})`,
+        );
+      }
+      cur = real;
+      continue;
+    }
+    if (info && !info.isDirectory) {
+      throw new OutsideRootError(`${next} is not a folder`);
+    }
+    cur = next;
+  }
+  return cur;
+}
+
+/** A path that must not be written to: outside the root, or not a folder. */
+export class OutsideRootError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "OutsideRootError";
+  }
 }

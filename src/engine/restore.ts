@@ -21,7 +21,12 @@ import {
   syncDir,
   writeStream,
 } from "../fsutil.ts";
-import { isInside, lexicalPath } from "./paths.ts";
+import {
+  isInside,
+  lexicalPath,
+  OutsideRootError,
+  prepareFolder,
+} from "./paths.ts";
 import type { EngineDeps } from "./engine.ts";
 
 export interface RestoreOutcome {
@@ -100,17 +105,35 @@ async function restoreRow(
   options: RestoreOptions,
 ): Promise<RestoreOutcome> {
   const root = await Deno.realPath(d.config.images.root);
-  const dest = lexicalPath(root, row.image);
-  if (!isInside(root, dest)) {
+  const wanted = lexicalPath(root, row.image, d.config.images.root);
+  if (!isInside(root, wanted)) {
     throw new AgentError(
       `The recorded path "${row.image}" of order "${row.orderNo}" lies outside images.root (${root}); not restored`,
     );
   }
+  // The folder as it is now: a part of it replaced by a symlink that leads
+  // out of the root since the image was cleaned is refused, never followed.
+  const folderAt = async (create: boolean) => {
+    try {
+      return await prepareFolder(root, dirname(wanted), create);
+    } catch (err) {
+      if (err instanceof OutsideRootError) {
+        throw new AgentError(
+          `Cannot restore order "${row.orderNo}" to ${wanted}: ${err.message}; not restored`,
+        );
+      }
+      throw err;
+    }
+  };
+  const folderNow = await folderAt(false);
+  let dest = join(folderNow ?? dirname(wanted), basename(wanted));
 
-  const existing = await Deno.stat(dest).catch((err) => {
-    if (isNotFound(err)) return null;
-    throw err;
-  });
+  const existing = folderNow === null
+    ? null
+    : await Deno.stat(dest).catch((err) => {
+      if (isNotFound(err)) return null;
+      throw err;
+    });
   if (existing) {
     const { sha256 } = await sha256File(dest);
     if (sha256 !== row.sha256) {
@@ -173,7 +196,7 @@ async function restoreRow(
     };
   }
 
-  await Deno.mkdir(dirname(dest), { recursive: true });
+  dest = join((await folderAt(true))!, basename(wanted));
   // A restore killed mid-download left its temp file here (we hold the lock).
   await removeStaleTemps(dest, ".restore-");
   const temp = join(

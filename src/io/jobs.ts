@@ -79,8 +79,9 @@ export interface HashDone {
 /**
  * Deletes an image only if it is still the file that was backed up: renames
  * it aside (atomic), checks the file set aside against the identity taken
- * when the run planned it, and only then unlinks it. A file that differs is
- * left at `aside` for the caller to put back.
+ * when the run planned it, and only then unlinks it. Anything else found
+ * there (a new version, a folder) goes back to its place, or beside it when
+ * the place was taken again meanwhile.
  */
 export interface RemoveJob {
   kind: "remove";
@@ -93,13 +94,30 @@ export interface RemoveJob {
 }
 
 export interface RemoveDone {
-  /** False when the file had changed: it is at `aside` now. */
+  /** False when the file had changed. */
   removed: boolean;
+  /** Where what was found is now, when it was not removed. */
+  keptAt?: string;
 }
 
-export type Job = CopyJob | HashJob | RemoveJob;
+/**
+ * The identity of the file each path names, symlinks followed: the same
+ * string for two paths that reach one file, null for a path that names
+ * nothing (or cannot be read).
+ */
+export interface IdentifyJob {
+  kind: "identify";
+  paths: string[];
+}
+
+export interface IdentifyDone {
+  ids: (string | null)[];
+}
+
+export type Job = CopyJob | HashJob | RemoveJob | IdentifyJob;
 export type JobResult<J extends Job> = J extends CopyJob ? CopyDone
   : J extends RemoveJob ? RemoveDone
+  : J extends IdentifyJob ? IdentifyDone
   : HashDone;
 
 /** Why a copy was refused; the caller words it for the operator. */
@@ -122,8 +140,18 @@ function buffer(): Uint8Array {
 export function runJob(
   job: Job,
   onProgress?: (bytes: number) => void,
-): CopyDone | HashDone | RemoveDone {
+): CopyDone | HashDone | RemoveDone | IdentifyDone {
   switch (job.kind) {
+    case "identify":
+      return {
+        ids: job.paths.map((p) => {
+          try {
+            return fileIdentity(p, Deno.statSync(p));
+          } catch {
+            return null;
+          }
+        }),
+      };
     case "copy":
       return copyVerified(job, onProgress);
     case "hash":
@@ -135,13 +163,48 @@ export function runJob(
 
 export function removeIfSame(job: RemoveJob): RemoveDone {
   Deno.renameSync(job.path, job.aside);
-  const now = Deno.statSync(job.aside);
-  const same = now.size === job.size &&
+  const now = Deno.lstatSync(job.aside);
+  const same = now.isFile && now.size === job.size &&
     (now.mtime?.getTime() ?? 0) === job.mtimeMs &&
     (job.ino === null || now.ino === job.ino);
-  if (!same) return { removed: false };
+  if (!same) return { removed: false, keptAt: putBack(job.aside, job.path) };
   Deno.removeSync(job.aside);
   return { removed: true };
+}
+
+/**
+ * Moves what was set aside back to `path` without replacing anything put
+ * there meanwhile (a hard link fails when the name is taken); a folder, or
+ * a file system without hard links, is renamed back when the place is
+ * free. When it is not, the thing stays beside it as
+ * `<name>.image-agent-kept-<suffix>`. Returns where it is.
+ */
+export function putBack(aside: string, path: string): string {
+  try {
+    Deno.linkSync(aside, path);
+    Deno.removeSync(aside);
+    return path;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AlreadyExists) && !lstatOrNull(path)) {
+      Deno.renameSync(aside, path);
+      return path;
+    }
+  }
+  const kept = join(
+    dirname(path),
+    `${basename(path)}.image-agent-kept-${crypto.randomUUID().slice(0, 8)}`,
+  );
+  Deno.renameSync(aside, kept);
+  return kept;
+}
+
+function lstatOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
 }
 
 /**
@@ -420,6 +483,15 @@ function syncFolder(path: string): void {
   } catch {
     // Some file systems refuse fsync on folders; the rename still happened.
   }
+}
+
+/**
+ * Device and inode where the platform has them; otherwise the real path,
+ * in lower case (Windows folders do not tell case apart).
+ */
+export function fileIdentity(path: string, info: Deno.FileInfo): string {
+  if (info.ino !== null && info.dev !== null) return `${info.dev}:${info.ino}`;
+  return Deno.realPathSync(path).toLowerCase();
 }
 
 /** An error as it crosses from a worker: enough to rebuild its class. */

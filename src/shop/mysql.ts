@@ -436,6 +436,18 @@ export class MysqlShop implements Shop {
     return rows.map((r) => String(r.k));
   }
 
+  async imagesInUse(): Promise<{ key: string; image: string }[]> {
+    const q = this.#q;
+    const rows = await this.#busy(() =>
+      this.#rows(
+        `SELECT ${q.key} AS k, ${q.hdImage} AS i FROM ${q.table}
+          WHERE ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> ''`,
+        [],
+      )
+    );
+    return rows.map((r) => ({ key: String(r.k), image: String(r.i) }));
+  }
+
   clearImages(items: { key: string; image: string }[]): Promise<string[]> {
     if (items.length === 0) return Promise.resolve([]);
     const q = this.#q;

@@ -413,6 +413,17 @@ END
     return rows.map((r) => String(r.k));
   }
 
+  async imagesInUse(): Promise<{ key: string; image: string }[]> {
+    const q = this.#q;
+    const rows = await this.#busy(() =>
+      this.#sql.unsafe(
+        `SELECT ${q.key}::text AS k, ${q.hdImage} AS i FROM ${q.table}
+          WHERE ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> ''`,
+      )
+    );
+    return rows.map((r) => ({ key: String(r.k), image: String(r.i) }));
+  }
+
   async clearImages(
     items: { key: string; image: string }[],
   ): Promise<string[]> {

@@ -61,6 +61,12 @@ export interface Shop {
    */
   othersNamingImage(key: string, image: string): Promise<string[]>;
   /**
+   * Every order whose image column is not empty, key and value: the run
+   * looks here for orders naming one file in different words
+   * (`a.png`, `./a.png`, a folder reached through a symlink).
+   */
+  imagesInUse(): Promise<{ key: string; image: string }[]>;
+  /**
    * Empties the image column of each order whose column still holds
    * `image`; returns the keys changed. One transaction for the batch.
    */

@@ -289,6 +289,19 @@ export class SqliteShop implements Shop {
     return Promise.resolve(rows.map((r) => String(r.k)));
   }
 
+  imagesInUse(): Promise<{ key: string; image: string }[]> {
+    const q = this.#q;
+    const rows = this.#busy(() =>
+      this.#db.prepare(
+        `SELECT ${q.key} AS k, ${q.hdImage} AS i FROM ${q.table}
+          WHERE ${q.hdImage} IS NOT NULL AND ${q.hdImage} <> ''`,
+      ).all()
+    );
+    return Promise.resolve(
+      rows.map((r) => ({ key: String(r.k), image: String(r.i) })),
+    );
+  }
+
   clearImages(items: { key: string; image: string }[]): Promise<string[]> {
     if (items.length === 0) return Promise.resolve([]);
     const q = this.#q;
