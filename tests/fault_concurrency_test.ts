@@ -17,7 +17,7 @@ import {
   startCli,
   withSeed,
 } from "./fakes/fault_kit.ts";
-import { noise, runCli } from "./helpers.ts";
+import { exists, noise, runCli } from "./helpers.ts";
 
 const CONFIG = { cleanup: { batchSize: 16 } };
 
@@ -70,6 +70,45 @@ Deno.test(
         await hurt.close();
       }
     });
+  },
+);
+
+Deno.test(
+  "a run started while another is working exits 3 naming the holder, and touches nothing",
+  async () => {
+    const plan = planOrders(40, 11);
+    const shop = await makePlannedShop(plan, { config: CONFIG });
+    try {
+      // Keep the first run busy: it waits for the ledger, which this test
+      // holds, while it holds the run lock.
+      assert.equal(
+        (await runCli(["status", "--config", shop.configPath])).code,
+        0,
+      );
+      const ledger = new DatabaseSync(join(shop.stateDir, "ledger.db"));
+      ledger.exec("BEGIN IMMEDIATE");
+      const first = startCli(["run", "--config", shop.configPath]);
+      const holderFile = join(shop.stateDir, "run.lock.json");
+      for (let i = 0; i < 200 && !(await exists(holderFile)); i++) {
+        await sleep(50);
+      }
+      const second = await runCli(["run", "--config", shop.configPath]);
+      ledger.exec("ROLLBACK");
+      ledger.close();
+      assert.equal(second.code, 3, second.stderr);
+      assert.match(
+        second.stderr,
+        new RegExp(
+          `process ${first.child.pid} on .* \\('run', since .*\\) holds the lock`,
+        ),
+      );
+      assert.doesNotMatch(second.stderr, /backed up|deleted/);
+      const r = await first.done;
+      assert.equal(r.code, 0, r.stderr);
+      await assertSafe(shop, plan, localCopies(shop), "after both");
+    } finally {
+      await shop.close();
+    }
   },
 );
 
