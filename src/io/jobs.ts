@@ -242,11 +242,11 @@ export function copyVerified(
   }
 
   const folder = dirname(job.dest);
-  Deno.mkdirSync(folder, { recursive: true });
+  const created = makeFolder(folder);
   // A run killed mid-copy left its temp file here; copies run under the run
   // lock, so a temp of another run is nobody's now.
   const prefix = `.${basename(job.dest)}.partial-`;
-  removeStaleTemps(folder, prefix, `${prefix}${job.runToken}-`);
+  if (!created) removeStaleTemps(folder, prefix, `${prefix}${job.runToken}-`);
   const temp = join(
     folder,
     `${prefix}${job.runToken}-${crypto.randomUUID().slice(0, 8)}`,
@@ -300,6 +300,8 @@ export function copyVerified(
       ? (Deno.renameSync(temp, job.dest), { dest: job.dest, reused: false })
       : place(temp, job.dest, size, sha256);
     syncFolder(folder);
+    // A new folder's own name must reach the disk too.
+    if (created) syncFolder(dirname(folder));
     return { size, sha256, ...placed };
   } catch (err) {
     try {
@@ -456,6 +458,19 @@ function statOrNull(path: string): Deno.FileInfo | null {
     if (err instanceof Deno.errors.NotFound) return null;
     throw err;
   }
+}
+
+/** Creates `folder` (and any missing parent); true when it did not exist. */
+function makeFolder(folder: string): boolean {
+  try {
+    Deno.mkdirSync(folder);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return false;
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  Deno.mkdirSync(folder, { recursive: true });
+  return true;
 }
 
 function removeStaleTemps(folder: string, prefix: string, mine: string): void {
