@@ -6,7 +6,8 @@
  *   deno task bench                 quick mode (a few minutes)
  *   deno task bench --full          the sizes of the issue (tens of minutes)
  *   deno task bench --only offload  one benchmark; the others keep their last
- *                                   results (bench-data/results.json)
+ *                                   results (scripts/bench/results.json, kept
+ *                                   in the repository with BENCHMARKS.md)
  *
  * Benchmarks: idle (a run with nothing to do, SQLite; plus
  * scripts/bench/db_nothing_to_do.ts on PostgreSQL and MariaDB when their
@@ -57,9 +58,10 @@ Options:
   --batch-size N          image-agent cleanup.batchSize (default 500)
   --target DIR            backup target on another file system
                           (default /dev/shm/image-agent-bench)
-  --no-write              print the report instead of writing BENCHMARKS.md
+  --no-write              print the report; keep BENCHMARKS.md and the stored
+                          results as they are
   --render                run nothing; write BENCHMARKS.md from the stored
-                          results (bench-data/results.json)
+                          results (scripts/bench/results.json)
   -h, --help              this help
 `;
 
@@ -123,7 +125,8 @@ const knobs = {
 };
 
 const DATA = join(REPO, "bench-data");
-const RESULTS = join(DATA, "results.json");
+/** Kept in the repository, so one benchmark run alone keeps the others' figures. */
+const RESULTS = join(REPO, "scripts/bench/results.json");
 const APT_LIST = join(REPO, "scripts/bench/apt-packages.txt");
 
 // ------------------------------------------------------------ tools
@@ -366,7 +369,10 @@ for (const b of only) {
       load: await load(),
     };
   }
-  await Deno.writeTextFile(RESULTS, JSON.stringify(stored, null, 2));
+  if (!values["no-write"]) {
+    await Deno.writeTextFile(RESULTS, JSON.stringify(stored, null, 2) + "\n");
+    await sh([Deno.execPath(), "fmt", "--quiet", RESULTS]);
+  }
 }
 // Only a run that used the target empties it (never --render: a
 // benchmark running beside it may be writing there).
