@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { nextFires, parseCron } from "../src/schedule/cron.ts";
+import { instantsOf, nextFires, parseCron } from "../src/schedule/cron.ts";
 import { crontabEntry } from "../src/schedule/crontab.ts";
 import {
   type ScheduleConfig,
@@ -114,6 +114,54 @@ Deno.test("toOnCalendar() elapses exactly when cron fires in its zone", async ()
   }
 });
 
+// Steps that do not divide their range: systemd must not lose the first
+// slot after a rollover (a new hour, day, month or year).
+const UNEVEN_STEPS = [
+  { cron: "0 */5 * * *", zone: "Asia/Shanghai" },
+  { cron: "*/7 * * * *", zone: "Europe/Berlin" },
+  { cron: "*/25 * * * *", zone: "America/New_York" },
+  { cron: "0 3 */7 * *", zone: "UTC" },
+];
+
+Deno.test("schedulerFiles() systemd timer keeps every slot of a step that does not divide its range", async () => {
+  for (const { cron, zone } of UNEVEN_STEPS) {
+    const [service, timer] = schedulerFiles("systemd", target(cron, zone));
+    const r = await verifyUnits(
+      { [service.name]: service.text, [timer.name]: timer.text },
+      BINARY,
+    );
+    assert.equal(r.output, "", `${cron}: ${r.output}`);
+    const calendars = [...timer.text.matchAll(/^OnCalendar=(.*)$/gm)].map((
+      m,
+    ) => m[1]);
+    assert.equal(calendars.length, 1, timer.text);
+    // A few hours before local midnight of a new year, and an ordinary day:
+    // 60 fires cross a new hour, day, month and year for these steps.
+    const newYear = instantsOf(
+      { year: 2027, month: 1, day: 1, hour: 0, minute: 0, second: 0 },
+      zone,
+    )[0];
+    const bases = [
+      new Date(newYear.getTime() - 3 * 3600000),
+      new Date(newYear.getTime() - 40 * 86400000),
+      NOW,
+    ];
+    for (const base of bases) {
+      const expected = nextFires(cron, base, zone, 60).map((d) =>
+        d.toISOString()
+      );
+      const actual = (await calendarElapses(calendars[0], base, 60)).map((d) =>
+        d.toISOString()
+      );
+      assert.deepEqual(
+        actual,
+        expected,
+        `"${cron}" in ${zone} from ${base.toISOString()}: ${calendars[0]}`,
+      );
+    }
+  }
+});
+
 Deno.test("toOnCalendar() writes the documented forms", () => {
   const cal = (cron: string, zone = "UTC") =>
     toOnCalendar(parseCron(cron), zone);
@@ -121,14 +169,17 @@ Deno.test("toOnCalendar() writes the documented forms", () => {
     "*-*-* 02:00:00 Asia/Shanghai",
   ]);
   assert.deepEqual(cal("*/15 9-17 * * 1-5", "Europe/Berlin"), [
-    "Mon..Fri *-*-* 09..17:00/15:00 Europe/Berlin",
+    "Mon..Fri *-*-* 09..17:00..45/15:00 Europe/Berlin",
   ]);
   assert.deepEqual(cal("30 3 1,15 * *"), ["*-*-01,15 03:30:00 UTC"]);
   assert.deepEqual(cal("0 0 13 * 5"), [
     "*-*-13 00:00:00 UTC",
     "Fri *-*-* 00:00:00 UTC",
   ]);
-  assert.deepEqual(cal("0 0 1 */3 *"), ["*-01/3-01 00:00:00 UTC"]);
+  assert.deepEqual(cal("0 0 1 */3 *"), ["*-01..10/3-01 00:00:00 UTC"]);
+  assert.deepEqual(cal("*/7 * * * *"), ["*-*-* *:00..56/7:00 UTC"]);
+  assert.deepEqual(cal("0 */5 * * *"), ["*-*-* 00..20/5:00:00 UTC"]);
+  assert.deepEqual(cal("0 3 */7 * *"), ["*-*-01..29/7 03:00:00 UTC"]);
   assert.deepEqual(cal("0 0 * * 5-7"), ["Fri..Sun *-*-* 00:00:00 UTC"]);
   assert.deepEqual(cal("0 0 * * 1,3"), ["Mon,Wed *-*-* 00:00:00 UTC"]);
 });
