@@ -304,6 +304,75 @@ Deno.test("crontabEntry() shifts hours between zones a fixed offset apart", () =
   );
 });
 
+Deno.test("crontabEntry() moves hours across midnight, and weekdays with them", async () => {
+  // Each converted line, read in the server's zone, must fire exactly when
+  // the schedule fires in its own zone, and pass crontab -n.
+  const cases = [
+    {
+      cron: "0 2 * * *",
+      zone: "Asia/Shanghai",
+      server: "UTC",
+      line: "0 18 * * *",
+    },
+    {
+      cron: "*/15 * * * *",
+      zone: "Asia/Shanghai",
+      server: "UTC",
+      line: "*/15 * * * *",
+    },
+    {
+      cron: "0 */5 * * *",
+      zone: "Asia/Shanghai",
+      server: "UTC",
+      line: "0 2,7,12,16,21 * * *",
+    },
+    {
+      cron: "30 1,3 * * 1-5",
+      zone: "Asia/Tokyo",
+      server: "UTC",
+      line: "30 16,18 * * 0-4",
+    },
+    {
+      cron: "0 22 * * 0",
+      zone: "UTC",
+      server: "Asia/Shanghai",
+      line: "0 6 * * 1",
+    },
+    {
+      cron: "0 0 * * *",
+      zone: "Europe/Berlin",
+      server: "Europe/London",
+      line: "0 23 * * *",
+    },
+  ];
+  await inTempDir(async (dir) => {
+    for (const c of cases) {
+      const text = crontabEntry({
+        binary: BINARY,
+        configFile: CONFIG_FILE,
+        schedule: parseCron(c.cron),
+        timeZone: c.zone,
+        serverZone: c.server,
+        now: NOW,
+      });
+      const line = text.split("\n")[1];
+      const fields = line.split(" ").slice(0, 5).join(" ");
+      assert.equal(fields, c.line, `${c.cron} in ${c.zone}`);
+      for (const base of [NOW, new Date("2026-03-28T00:00:00Z")]) {
+        assert.deepEqual(
+          nextFires(fields, base, c.server, 50),
+          nextFires(c.cron, base, c.zone, 50),
+          `"${c.cron}" in ${c.zone} as "${fields}" in ${c.server}`,
+        );
+      }
+      const path = join(dir, "image-agent.cron");
+      await Deno.writeTextFile(path, text);
+      const r = await crontabCheck(path);
+      assert.equal(r.code, 0, `${fields}: ${r.stdout}${r.stderr}`);
+    }
+  });
+});
+
 Deno.test("crontabEntry() refuses a zone it cannot convert, saying why", () => {
   const entry = (cron: string, zone: string) => () =>
     crontabEntry({
@@ -315,7 +384,14 @@ Deno.test("crontabEntry() refuses a zone it cannot convert, saying why", () => {
       now: NOW,
     });
   assert.throws(entry("0 2 * * *", "Europe/Berlin"), /CRON_TZ/);
-  assert.throws(entry("0 2 * * *", "Asia/Shanghai"), /falls on another day/);
+  assert.throws(
+    entry("0 2 1 * *", "Asia/Shanghai"),
+    /falls on another day .* its day of month or month cannot move/,
+  );
+  assert.throws(
+    entry("0 2,12 * * 1", "Asia/Shanghai"),
+    /falls on two different days .* its day of week cannot move/,
+  );
   assert.throws(entry("0 2 * * *", "Asia/Kolkata"), /whole hours/);
 });
 

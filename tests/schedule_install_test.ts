@@ -33,7 +33,13 @@ interface Machine {
 }
 
 async function withMachine(
-  options: { os?: string; systemd?: boolean; zone?: string },
+  options: {
+    os?: string;
+    systemd?: boolean;
+    zone?: string;
+    /** The machine's own zone (default: the config's zone). */
+    machineZone?: string;
+  },
   fn: (m: Machine) => Promise<void>,
 ): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "ia-install-root-" });
@@ -63,7 +69,7 @@ async function withMachine(
       root,
       os: options.os ?? "linux",
       isRoot: () => options.os === "windows" ? null : root_,
-      machineZone: () => zone,
+      machineZone: () => options.machineZone ?? zone,
       run: (program, args) => {
         const line = [program, ...args].join(" ");
         ran.push(line);
@@ -279,6 +285,22 @@ Deno.test("install falls back to /etc/cron.d when systemd is not running", async
     );
     assert.equal(await exists(file), false);
   });
+});
+
+Deno.test("install --dry-run on a UTC server converts a Shanghai schedule for cron", async () => {
+  await withMachine(
+    { systemd: false, zone: "Asia/Shanghai", machineZone: "UTC" },
+    async (m) => {
+      const install = makeInstallCommand(m.system);
+      assert.equal(
+        await install.run(m.deps, ["--config", m.configFile, "--dry-run"]),
+        0,
+      );
+      const out = m.stdout.join("");
+      assert.match(out, /^ {4}0 18 \* \* \* root IMAGE_AGENT_TRIGGER=timer /m);
+      assert.match(out, /next run: 2026-12-05 02:00 \(Asia\/Shanghai/);
+    },
+  );
 });
 
 Deno.test("install on Windows imports the task with schtasks, uninstall deletes it", async () => {

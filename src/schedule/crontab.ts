@@ -5,8 +5,8 @@
  * Debian's cron runs every job in the daemon's single local zone and does
  * not support `CRON_TZ`. A schedule meant for another zone is therefore
  * converted into the server's zone when the two zones keep the same whole-hour
- * difference all year and no hour crosses midnight; otherwise it is refused
- * with a message that names the way out.
+ * difference all year (see `cronFieldsInZone` for hours that cross
+ * midnight); otherwise it is refused with a message that names the way out.
  */
 
 import type { CronField, CronSchedule } from "./cron.ts";
@@ -71,7 +71,17 @@ export function removeCrontabEntry(crontab: string): string {
   return out.join("\n");
 }
 
-/** The five fields, in numbers, shifted into the server's zone if needed. */
+/**
+ * The five fields, in numbers, shifted into the server's zone if needed.
+ *
+ * With every day allowed (day of month, month and day of week all `*`) the
+ * hours simply wrap around midnight: 02:00 in Asia/Shanghai is 18:00 UTC the
+ * day before, every day. With only the weekdays restricted, every hour must
+ * land on the same neighbouring day and the weekdays move with it
+ * (`0 2 * * 1` in Shanghai is `0 18 * * 0` in UTC). A restricted day of
+ * month or month cannot move that way (the 1st's eve is the 28th to 31st),
+ * so such a schedule is refused once an hour crosses midnight.
+ */
 export function cronFieldsInZone(options: CrontabOptions): string {
   const s = options.schedule;
   const shift = zoneShiftHours(
@@ -80,23 +90,53 @@ export function cronFieldsInZone(options: CrontabOptions): string {
     options.now ?? new Date(),
   );
   let hour = fieldText(s.hour);
+  let dayOfWeek = fieldText(s.dayOfWeek);
   if (shift !== 0) {
     const shifted = s.hour.values.map((h) => h - shift);
-    if (shifted.some((h) => h < 0 || h > 23)) {
+    const dayMoves = new Set(shifted.map((h) => Math.floor(h / 24)));
+    const everyDate = s.dayOfMonth.values.length === 31 &&
+      s.month.values.length === 12;
+    const everyWeekday = s.dayOfWeek.values.length === 7;
+    const crosses = [...dayMoves].some((d) => d !== 0);
+    if (crosses && !(everyDate && (everyWeekday || dayMoves.size === 1))) {
       throw new ScheduleFormatError(
-        `Cannot write the cron line: "${s.source}" in ${options.timeZone} falls on another day in the server's zone ${options.serverZone}, and Debian cron has no per-job time zone (CRON_TZ)`,
+        `Cannot write the cron line: "${s.source}" in ${options.timeZone} falls on ${
+          dayMoves.size === 1 ? "another day" : "two different days"
+        } in the server's zone ${options.serverZone}, and its ${
+          everyDate ? "day of week" : "day of month or month"
+        } cannot move with it (Debian cron has no per-job time zone, CRON_TZ)`,
         `set schedule.timezone to "${options.serverZone}" with the hours in that zone, or use the systemd timer or 'image-agent daemon'`,
       );
     }
-    hour = shifted.join(",");
+    const hours = shifted.map((h) => (h % 24 + 24) % 24).sort((a, b) => a - b);
+    hour = hours.length === 24 ? "*" : ranges(hours);
+    if (crosses && !everyWeekday) {
+      const move = [...dayMoves][0];
+      dayOfWeek = ranges(
+        s.dayOfWeek.values.map((d) => (d + move + 7) % 7).sort((a, b) => a - b),
+      );
+    }
   }
   return [
     fieldText(s.minute),
     hour,
     fieldText(s.dayOfMonth),
     fieldText(s.month),
-    fieldText(s.dayOfWeek),
+    dayOfWeek,
   ].join(" ");
+}
+
+/** Ascending numbers as a cron list, runs of three or more as `A-B`. */
+function ranges(values: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < values.length;) {
+    let j = i;
+    while (j + 1 < values.length && values[j + 1] === values[j] + 1) j++;
+    if (j - i >= 2) parts.push(`${values[i]}-${values[j]}`);
+    else for (let k = i; k <= j; k++) parts.push(String(values[k]));
+    i = j + 1;
+  }
+  return parts.join(",");
 }
 
 /** A field in numbers only (crontab(5) forbids names in lists and ranges). */
