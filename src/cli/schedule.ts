@@ -14,7 +14,7 @@ import {
 } from "./command.ts";
 import { readConfig } from "./context.ts";
 import { runCommand } from "./run.ts";
-import { type Config, localTimeZone } from "../config.ts";
+import { type Config, isValidTimeZone, localTimeZone } from "../config.ts";
 import { AgentError, ConfigError, UsageError } from "../errors.ts";
 import {
   formatLocal,
@@ -206,11 +206,20 @@ export const scheduleCommand: Command = {
     const format = parseFormat(values.format, "--format");
     if (!values.out) throw new UsageError("Missing --out DIR");
     const config = readScheduleConfig(deps, values.config, false);
+    const machineZone = values["machine-zone"] ?? realSystem.machineZone();
+    if (!isValidTimeZone(machineZone)) {
+      throw new UsageError(
+        `Unknown --machine-zone "${machineZone}": not an IANA time zone`,
+        {
+          hint: 'give a zone such as "Asia/Shanghai", "Europe/Berlin" or "UTC"',
+        },
+      );
+    }
     const binary = binaryFor(deps, values.binary, format, false);
     const target = scheduleTarget(
       config,
       binary,
-      values["machine-zone"] ?? realSystem.machineZone(),
+      machineZone,
       deps.clock.now(),
     );
     const files = schedulerFiles(format, target);
