@@ -33,3 +33,30 @@ Deno.test("schedule export refuses an unknown --machine-zone with exit 2 and no 
     await shop.close();
   }
 });
+
+Deno.test("schedule export --format cron prints how to merge it into a crontab", async () => {
+  const shop = await makeShop(shopBackends()[0], { orders: [] });
+  try {
+    const out = join(shop.dir, "out");
+    const r = await runCli([
+      "schedule",
+      "export",
+      "--format",
+      "cron",
+      "--out",
+      out,
+      "--machine-zone",
+      "Asia/Shanghai",
+      "--config",
+      shop.configPath,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /keeping the other lines:\n {2}\(crontab -l .*\| crontab -\n/,
+    );
+    assert.ok(r.stdout.includes(join(out, "image-agent.cron")), r.stdout);
+  } finally {
+    await shop.close();
+  }
+});

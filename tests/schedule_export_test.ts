@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { instantsOf, nextFires, parseCron } from "../src/schedule/cron.ts";
-import { crontabEntry } from "../src/schedule/crontab.ts";
+import { crontabEntry, crontabMergeCommand } from "../src/schedule/crontab.ts";
 import {
   type ScheduleConfig,
   schedulerFiles,
@@ -263,7 +263,7 @@ Deno.test("schedulerFiles() cron lines pass crontab -n", async () => {
       assert.equal(r.code, 0, `${cron}: ${r.stdout}${r.stderr}`);
       const lines = file.text.trimEnd().split("\n");
       assert.equal(lines.length, 2);
-      assert.match(lines[0], /^# image-agent: nightly run/);
+      assert.match(lines[0], /^# image-agent: scheduled run \(cron "/);
     }
     // And the check does fail on a bad line.
     const bad = join(dir, "bad.cron");
@@ -302,6 +302,64 @@ Deno.test("crontabEntry() shifts hours between zones a fixed offset apart", () =
     line("0 10,12 * * 1", "Asia/Tokyo", "Asia/Shanghai"),
     /^0 9,11 \* \* 1 /,
   );
+});
+
+Deno.test("crontabEntry() says the zone it was written for and in", () => {
+  const entry = (zone: string, server: string) =>
+    crontabEntry({
+      binary: BINARY,
+      configFile: CONFIG_FILE,
+      schedule: parseCron("0 10 * * *"),
+      timeZone: zone,
+      serverZone: server,
+      now: NOW,
+    }).split("\n");
+  const [comment, line] = entry("Asia/Shanghai", "UTC");
+  assert.equal(
+    comment,
+    '# image-agent: scheduled run (cron "0 10 * * *" in Asia/Shanghai, written as "0 2 * * *" in UTC; managed by image-agent)',
+  );
+  assert.match(line, /^0 2 \* \* \* /);
+  assert.equal(
+    entry("UTC", "UTC")[0],
+    '# image-agent: scheduled run (cron "0 10 * * *" in UTC; managed by image-agent)',
+  );
+});
+
+Deno.test("crontabMergeCommand() replaces the old entry and keeps other lines", async () => {
+  await inTempDir(async (dir) => {
+    const old = join(dir, "old crontab");
+    const merged = join(dir, "merged");
+    const exported = join(dir, "image agent.cron");
+    await Deno.writeTextFile(
+      old,
+      "MAILTO=ops@example.com\n" +
+        "15 3 * * * /usr/bin/backup-db\n" +
+        '# image-agent: nightly run (cron "0 2 * * *" in UTC; managed by image-agent)\n' +
+        "0 2 * * * IMAGE_AGENT_TRIGGER=timer /usr/local/bin/image-agent run --config /old.json\n",
+    );
+    const [file] = schedulerFiles("cron", target("30 4 * * *", "UTC"));
+    await Deno.writeFile(exported, file.bytes);
+    // The user's crontab is a file here: `crontab -l` prints it and
+    // `crontab -` stores what it reads; the pipeline itself is real sh.
+    const r = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `crontab() { if [ "$1" = -l ]; then cat "$OLD"; else cat > "$NEW"; fi; }\n${
+          crontabMergeCommand(exported)
+        }`,
+      ],
+      env: { OLD: old, NEW: merged },
+    }).output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    const text = await Deno.readTextFile(merged);
+    assert.equal(
+      text,
+      "MAILTO=ops@example.com\n15 3 * * * /usr/bin/backup-db\n" + file.text,
+    );
+    const check = await crontabCheck(merged);
+    assert.equal(check.code, 0, check.stderr);
+  });
 });
 
 Deno.test("crontabEntry() moves hours across midnight, and weekdays with them", async () => {

@@ -268,7 +268,7 @@ Deno.test("install falls back to /etc/cron.d when systemd is not running", async
     );
     const file = join(m.root, "etc/cron.d/image-agent");
     const text = await Deno.readTextFile(file);
-    assert.match(text, /^# image-agent: nightly run/);
+    assert.match(text, /^# image-agent: scheduled run/);
     assert.equal(
       text.split("\n")[1],
       `0 2 * * * root IMAGE_AGENT_TRIGGER=timer ${BINARY} run --config ${m.configFile}`,

@@ -30,6 +30,7 @@ import {
   type SchedulerFormat,
   type ScheduleTarget,
 } from "../schedule/files.ts";
+import { crontabMergeCommand } from "../schedule/crontab.ts";
 import {
   applyPlan,
   type CommandRunner,
@@ -161,8 +162,9 @@ Formats:
             image, state, backup and shop database folders) and
             image-agent.timer (OnCalendar= in the configured zone,
             Persistent=true, RandomizedDelaySec= from the config)
-  cron      image-agent.cron: one line with a marker comment. Debian cron
-            has no per-job zone: the hours are converted into this
+  cron      image-agent.cron: one line after a comment, for a user
+            crontab (it prints the command that merges it in). Debian
+            cron has no per-job zone: the hours are converted into this
             machine's zone, or the schedule is refused
   windows   image-agent.xml: Task Scheduler XML (UTF-16 LE with BOM) for
             'schtasks /Create /XML image-agent.xml /TN \\image-agent\\nightly'
@@ -239,8 +241,14 @@ export const scheduleCommand: Command = {
         nextRun: next?.toISOString() ?? null,
       });
     } else {
+      // `crontab FILE` would replace the user's whole crontab.
+      const merge = format === "cron"
+        ? `add it to this user's crontab, keeping the other lines:\n  ${
+          crontabMergeCommand(written[0])
+        }\nor let 'image-agent install --scheduler cron' write /etc/cron.d/image-agent\n`
+        : "";
       deps.stdout(
-        written.map((p) => `wrote ${p}\n`).join("") +
+        written.map((p) => `wrote ${p}\n`).join("") + merge +
           (next
             ? `next run: ${formatLocal(next, config.schedule.timezone)}\n`
             : ""),

@@ -1,6 +1,8 @@
 /**
- * The cron entry: one line, preceded by a marker comment so `install` and
- * `uninstall` can find it again. Pure functions returning text.
+ * The cron entry: one line, preceded by a comment saying what it is and in
+ * which zone it was written. `install` and `uninstall` find the entry by its
+ * file, /etc/cron.d/image-agent; a user crontab is merged by hand with
+ * `crontabMergeCommand`. Pure functions returning text.
  *
  * Debian's cron runs every job in the daemon's single local zone and does
  * not support `CRON_TZ`. A schedule meant for another zone is therefore
@@ -13,7 +15,7 @@ import type { CronField, CronSchedule } from "./cron.ts";
 import { zoneOffsetMinutes } from "./cron.ts";
 import { AgentError, EXIT_USAGE } from "../errors.ts";
 
-export const CRON_MARKER = "# image-agent: nightly run";
+export const CRON_MARKER = "# image-agent: scheduled run";
 /** The file `install` writes under `/etc/cron.d` (no dot, or cron ignores it). */
 export const CRON_D_NAME = "image-agent";
 
@@ -51,24 +53,21 @@ export function crontabEntry(options: CrontabOptions): string {
   ].join(" ");
   const user = options.user ? ` ${options.user}` : "";
   const zoneNote = options.timeZone === options.serverZone
-    ? options.timeZone
-    : `${options.serverZone}, converted from ${options.timeZone}`;
-  return `${CRON_MARKER} (cron "${options.schedule.source}" in ${zoneNote}; managed by image-agent)\n` +
+    ? `cron "${options.schedule.source}" in ${options.timeZone}`
+    : `cron "${options.schedule.source}" in ${options.timeZone}, written as "${fields}" in ${options.serverZone}`;
+  return `${CRON_MARKER} (${zoneNote}; managed by image-agent)\n` +
     `${fields}${user} ${command.replaceAll("%", "\\%")}\n`;
 }
 
-/** Removes our marker and the line after it from a crontab's text. */
-export function removeCrontabEntry(crontab: string): string {
-  const lines = crontab.split("\n");
-  const out: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].startsWith(CRON_MARKER)) {
-      i++; // the job line
-      continue;
-    }
-    out.push(lines[i]);
-  }
-  return out.join("\n");
+/**
+ * A shell command that puts the exported entry into the current user's
+ * crontab, replacing an earlier image-agent entry and keeping every other
+ * line (`crontab FILE` alone would replace the whole crontab).
+ */
+export function crontabMergeCommand(file: string): string {
+  return `(crontab -l 2>/dev/null | grep -v -e '^# image-agent:' -e 'IMAGE_AGENT_TRIGGER=timer'; cat ${
+    shellQuote(file)
+  }) | crontab -`;
 }
 
 /**
