@@ -6,7 +6,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { instantsOf, nextFires, parseCron } from "../src/schedule/cron.ts";
+import {
+  instantsOf,
+  nextFires,
+  parseCron,
+  zoneOffsetMinutes,
+} from "../src/schedule/cron.ts";
 import { crontabEntry, crontabMergeCommand } from "../src/schedule/crontab.ts";
 import {
   type ScheduleConfig,
@@ -602,4 +607,63 @@ Deno.test("schedulerFiles() refuses what launchd cannot express", () => {
       }),
     /Mac's own time zone/,
   );
+});
+
+// --- next fire times across DST changes, against systemd -------------------
+
+/** The instants in 2026 at which a zone's offset changes. */
+function offsetChanges(zone: string): Date[] {
+  const out: Date[] = [];
+  const start = Date.UTC(2026, 0, 1);
+  let prev = zoneOffsetMinutes(new Date(start), zone);
+  for (let t = start + 900000; t < Date.UTC(2027, 0, 1); t += 900000) {
+    const off = zoneOffsetMinutes(new Date(t), zone);
+    if (off !== prev) out.push(new Date(t));
+    prev = off;
+  }
+  return out;
+}
+
+Deno.test("nextFire() agrees with systemd from any start around a DST change", async () => {
+  const cases = [
+    { zone: "America/New_York", crons: ["45 1 * * *", "*/15 1-2 * * *"] },
+    { zone: "Europe/Berlin", crons: ["30 2 * * *", "*/20 1-3 * * *"] },
+    // Lord Howe moves its clocks by half an hour.
+    { zone: "Australia/Lord_Howe", crons: ["45 1 * * *", "*/10 1-2 * * *"] },
+  ];
+  const checks: { cron: string; zone: string; base: Date }[] = [];
+  for (const { zone, crons } of cases) {
+    const changes = offsetChanges(zone);
+    assert.equal(changes.length, 2, zone);
+    for (const change of changes) {
+      // Every 5 minutes from 2 h before to 2 h after the change, so starts
+      // fall on slots, between them and inside the repeated hour.
+      for (let m = -120; m <= 120; m += 5) {
+        const base = new Date(change.getTime() + m * 60000);
+        for (const cron of crons) checks.push({ cron, zone, base });
+      }
+    }
+  }
+  const failures: string[] = [];
+  for (let i = 0; i < checks.length; i += 16) {
+    await Promise.all(
+      checks.slice(i, i + 16).map(async (c) => {
+        const [calendar] = toOnCalendar(parseCron(c.cron), c.zone);
+        const want = (await calendarElapses(calendar, c.base, 6)).map((d) =>
+          d.toISOString()
+        );
+        const got = nextFires(c.cron, c.base, c.zone, 6).map((d) =>
+          d.toISOString()
+        );
+        if (want.join() !== got.join()) {
+          failures.push(
+            `"${c.cron}" in ${c.zone} from ${c.base.toISOString()}: systemd ${
+              want[0]
+            }, ${want[1]}; nextFires ${got[0]}, ${got[1]}`,
+          );
+        }
+      }),
+    );
+  }
+  assert.deepEqual(failures, []);
 });
