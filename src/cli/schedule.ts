@@ -3,7 +3,7 @@
  * argument parsing and printing only; the work is in src/schedule/.
  */
 
-import { basename, isAbsolute, join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import {
   type Command,
   COMMON_HELP,
@@ -60,10 +60,52 @@ export const realSystem: SystemAccess = {
   machineZone: localTimeZone,
 };
 
-const DEFAULT_BINARY: Record<string, string> = {
-  windows: "C:\\Program Files\\image-agent\\image-agent.exe",
-  other: "/usr/local/bin/image-agent",
+/** Where install.sh and install.ps1 put the binary and the config. */
+const DEFAULT_PATHS = {
+  windows: {
+    binary: "C:\\Program Files\\image-agent\\image-agent.exe",
+    config: "C:\\ProgramData\\image-agent\\config.json",
+  },
+  posix: {
+    binary: "/usr/local/bin/image-agent",
+    config: "/etc/image-agent/config.json",
+  },
 };
+
+type PathFamily = keyof typeof DEFAULT_PATHS;
+
+/** The kind of paths the machine that runs a format's files uses. */
+function familyOf(format: SchedulerFormat): PathFamily {
+  return format === "windows" ? "windows" : "posix";
+}
+
+function isAbsoluteIn(family: PathFamily, path: string): boolean {
+  return family === "windows"
+    ? /^[A-Za-z]:\\/.test(path) || /^\\\\[^\\]/.test(path)
+    : path.startsWith("/");
+}
+
+/** A --binary or --config-path value, checked for the target machine. */
+function targetPath(flag: string, value: string, format: SchedulerFormat) {
+  const family = familyOf(format);
+  if (!isAbsoluteIn(family, value)) {
+    throw new UsageError(
+      `--${flag} must be an absolute ${
+        family === "windows" ? "Windows" : "POSIX"
+      } path for the ${format} files, not "${value}"`,
+      {
+        hint: family === "windows"
+          ? `such as "${
+            DEFAULT_PATHS.windows[flag === "binary" ? "binary" : "config"]
+          }"`
+          : `such as "${
+            DEFAULT_PATHS.posix[flag === "binary" ? "binary" : "config"]
+          }"`,
+      },
+    );
+  }
+  return value;
+}
 
 /** Is this path the Deno runtime rather than the compiled image-agent? */
 function isDenoRuntime(path: string): boolean {
@@ -82,23 +124,25 @@ function parseFormat(name: string | undefined, flag: string): SchedulerFormat {
   return name;
 }
 
-/** The binary the entries will start: --binary, else this program. */
+/**
+ * The binary the entries will start: --binary, else this program, else (for
+ * another kind of machine, or under the Deno runtime) where the installers
+ * put it there.
+ */
 function binaryFor(
   deps: Deps,
   flag: string | undefined,
   format: SchedulerFormat,
-  forInstall: boolean,
+  options: { forInstall: boolean; os: string },
 ): string {
-  if (flag) {
-    if (!isAbsolute(flag) && !/^[A-Za-z]:\\/.test(flag)) {
-      throw new UsageError(
-        `--binary must be an absolute path, not "${flag}"`,
-      );
-    }
-    return flag;
+  if (flag) return targetPath("binary", flag, format);
+  const family = familyOf(format);
+  const sameKind = (options.os === "windows" ? "windows" : "posix") === family;
+  // install registers this program on this machine, whatever it asks for.
+  if (!isDenoRuntime(deps.execPath) && (sameKind || options.forInstall)) {
+    return deps.execPath;
   }
-  if (!isDenoRuntime(deps.execPath)) return deps.execPath;
-  if (forInstall) {
+  if (options.forInstall) {
     throw new UsageError(
       `This is running under the Deno runtime (${deps.execPath}), not the compiled image-agent binary`,
       {
@@ -107,11 +151,37 @@ function binaryFor(
       },
     );
   }
-  const binary = DEFAULT_BINARY[format === "windows" ? "windows" : "other"];
+  const binary = DEFAULT_PATHS[family].binary;
   deps.log.warn(
-    `Running under the Deno runtime: the files start ${binary} (set --binary to change it)`,
+    `${
+      sameKind
+        ? "Running under the Deno runtime"
+        : `The ${format} files are for another kind of machine`
+    }: they start ${binary} (set --binary to change it)`,
   );
   return binary;
+}
+
+/**
+ * The config the entries will read: --config-path, else this machine's
+ * config file, else (for another kind of machine) the installers' default.
+ */
+function configPathFor(
+  deps: Deps,
+  flag: string | undefined,
+  format: SchedulerFormat,
+  options: { os: string; configFile: string },
+): string {
+  if (flag) return targetPath("config-path", flag, format);
+  const family = familyOf(format);
+  if ((options.os === "windows" ? "windows" : "posix") === family) {
+    return options.configFile;
+  }
+  const config = DEFAULT_PATHS[family].config;
+  deps.log.warn(
+    `The ${format} files are for another kind of machine: they read the config ${config} (set --config-path to change it)`,
+  );
+  return config;
 }
 
 /** Reads the config and turns a bad schedule.cron into a config error. */
@@ -144,8 +214,9 @@ function scheduleTarget(
   binary: string,
   machineZone: string,
   now: Date,
+  configFile = config.file,
 ): ScheduleTarget {
-  return { binary, configFile: config.file, config, machineZone, now };
+  return { binary, configFile, config, machineZone, now };
 }
 
 // --- schedule export ---------------------------------------------------------
@@ -174,11 +245,19 @@ Windows and launchd run in the machine's own zone and have no ranges or
 weekday-AND-date rules; what they cannot express is refused, not
 approximated.
 
+Files for another kind of machine (windows files written on Linux or
+macOS, or the reverse) start C:\\Program Files\\image-agent\\image-agent.exe
+with C:\\ProgramData\\image-agent\\config.json, or /usr/local/bin/image-agent
+with /etc/image-agent/config.json, unless --binary and --config-path say
+otherwise.
+
 Options:
       --format FORMAT     systemd, cron, windows or launchd
       --out DIR           folder to write into (created if missing)
       --binary PATH       absolute path of image-agent on the target machine
                           (default: this program)
+      --config-path PATH  absolute path of the config on the target machine
+                          (default: the config read here)
       --machine-zone ZONE the target machine's zone, for cron, windows and
                           launchd (default: this machine's zone)
 ${COMMON_HELP}
@@ -186,77 +265,92 @@ ${COMMON_HELP}
 ${EXIT_CODES_HELP}
 `;
 
-export const scheduleCommand: Command = {
-  name: "schedule",
-  summary: "write OS scheduler files: schedule export --format F --out DIR",
-  help: SCHEDULE_HELP,
-  async run(deps, argv) {
-    const { values, positionals } = parseCommandArgs("schedule", argv, {
-      format: { type: "string" },
-      out: { type: "string" },
-      binary: { type: "string" },
-      "machine-zone": { type: "string" },
-    }, true);
-    if (positionals[0] !== "export" || positionals.length !== 1) {
-      throw new UsageError(
-        positionals.length === 0
-          ? "Missing the subcommand: 'schedule export'"
-          : `Unknown subcommand "schedule ${positionals.join(" ")}"`,
-        { hint: "see 'image-agent schedule --help'" },
-      );
-    }
-    const format = parseFormat(values.format, "--format");
-    if (!values.out) throw new UsageError("Missing --out DIR");
-    const config = readScheduleConfig(deps, values.config, false);
-    const machineZone = values["machine-zone"] ?? realSystem.machineZone();
-    if (!isValidTimeZone(machineZone)) {
-      throw new UsageError(
-        `Unknown --machine-zone "${machineZone}": not an IANA time zone`,
-        {
-          hint: 'give a zone such as "Asia/Shanghai", "Europe/Berlin" or "UTC"',
-        },
-      );
-    }
-    const binary = binaryFor(deps, values.binary, format, false);
-    const target = scheduleTarget(
-      config,
-      binary,
-      machineZone,
-      deps.clock.now(),
-    );
-    const files = schedulerFiles(format, target);
-    const out = resolve(values.out);
-    await Deno.mkdir(out, { recursive: true });
-    const written: string[] = [];
-    for (const f of files) {
-      const path = join(out, f.name);
-      await Deno.writeFile(path, f.bytes, { mode: 0o644 });
-      written.push(path);
-    }
-    const next = nextRunTime(config, deps.clock.now());
-    if (values.json) {
-      printJson(deps, {
-        format,
-        files: written,
-        nextRun: next?.toISOString() ?? null,
+/** `schedule export`, against the given system (tests pick the OS). */
+export function makeScheduleCommand(system: SystemAccess): Command {
+  return {
+    name: "schedule",
+    summary: "write OS scheduler files: schedule export --format F --out DIR",
+    help: SCHEDULE_HELP,
+    async run(deps, argv) {
+      const { values, positionals } = parseCommandArgs("schedule", argv, {
+        format: { type: "string" },
+        out: { type: "string" },
+        binary: { type: "string" },
+        "config-path": { type: "string" },
+        "machine-zone": { type: "string" },
+      }, true);
+      if (positionals[0] !== "export" || positionals.length !== 1) {
+        throw new UsageError(
+          positionals.length === 0
+            ? "Missing the subcommand: 'schedule export'"
+            : `Unknown subcommand "schedule ${positionals.join(" ")}"`,
+          { hint: "see 'image-agent schedule --help'" },
+        );
+      }
+      const format = parseFormat(values.format, "--format");
+      if (!values.out) throw new UsageError("Missing --out DIR");
+      const config = readScheduleConfig(deps, values.config, false);
+      const machineZone = values["machine-zone"] ?? system.machineZone();
+      if (!isValidTimeZone(machineZone)) {
+        throw new UsageError(
+          `Unknown --machine-zone "${machineZone}": not an IANA time zone`,
+          {
+            hint:
+              'give a zone such as "Asia/Shanghai", "Europe/Berlin" or "UTC"',
+          },
+        );
+      }
+      const binary = binaryFor(deps, values.binary, format, {
+        forInstall: false,
+        os: system.os,
       });
-    } else {
-      // `crontab FILE` would replace the user's whole crontab.
-      const merge = format === "cron"
-        ? `add it to this user's crontab, keeping the other lines:\n  ${
-          crontabMergeCommand(written[0])
-        }\nor let 'image-agent install --scheduler cron' write /etc/cron.d/image-agent\n`
-        : "";
-      deps.stdout(
-        written.map((p) => `wrote ${p}\n`).join("") + merge +
-          (next
-            ? `next run: ${formatLocal(next, config.schedule.timezone)}\n`
-            : ""),
+      const configFile = configPathFor(deps, values["config-path"], format, {
+        os: system.os,
+        configFile: config.file,
+      });
+      const target = scheduleTarget(
+        config,
+        binary,
+        machineZone,
+        deps.clock.now(),
+        configFile,
       );
-    }
-    return 0;
-  },
-};
+      const files = schedulerFiles(format, target);
+      const out = resolve(values.out);
+      await Deno.mkdir(out, { recursive: true });
+      const written: string[] = [];
+      for (const f of files) {
+        const path = join(out, f.name);
+        await Deno.writeFile(path, f.bytes, { mode: 0o644 });
+        written.push(path);
+      }
+      const next = nextRunTime(config, deps.clock.now());
+      if (values.json) {
+        printJson(deps, {
+          format,
+          files: written,
+          nextRun: next?.toISOString() ?? null,
+        });
+      } else {
+        // `crontab FILE` would replace the user's whole crontab.
+        const merge = format === "cron"
+          ? `add it to this user's crontab, keeping the other lines:\n  ${
+            crontabMergeCommand(written[0])
+          }\nor let 'image-agent install --scheduler cron' write /etc/cron.d/image-agent\n`
+          : "";
+        deps.stdout(
+          written.map((p) => `wrote ${p}\n`).join("") + merge +
+            (next
+              ? `next run: ${formatLocal(next, config.schedule.timezone)}\n`
+              : ""),
+        );
+      }
+      return 0;
+    },
+  };
+}
+
+export const scheduleCommand = makeScheduleCommand(realSystem);
 
 // --- install / uninstall -----------------------------------------------------
 
@@ -314,7 +408,10 @@ export function makeInstallCommand(system: SystemAccess): Command {
         ? detectScheduler(system.os, system.root)
         : parseFormat(values.scheduler, "--scheduler");
       const config = readScheduleConfig(deps, values.config, true);
-      const binary = binaryFor(deps, values.binary, scheduler, true);
+      const binary = binaryFor(deps, values.binary, scheduler, {
+        forInstall: true,
+        os: system.os,
+      });
       const plan = installPlan({
         scheduler,
         root: system.root,
