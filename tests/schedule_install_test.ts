@@ -303,6 +303,39 @@ Deno.test("install --dry-run on a UTC server converts a Shanghai schedule for cr
   );
 });
 
+Deno.test("install says why it picked cron, and warns when cron is not running", async () => {
+  await withMachine({ systemd: false, zone: "UTC" }, async (m) => {
+    // A /proc with one process that is not cron.
+    await Deno.mkdir(join(m.root, "proc/1"), { recursive: true });
+    await Deno.writeTextFile(join(m.root, "proc/1/comm"), "bash\n");
+    await Deno.writeTextFile(join(m.root, "proc/cpuinfo"), "");
+    const install = makeInstallCommand(m.system);
+    const args = ["--config", m.configFile, "--dry-run", "--json"];
+    assert.equal(await install.run(m.deps, args), 0);
+    let steps: string[] = JSON.parse(m.stdout.join("")).steps;
+    assert.ok(
+      steps.includes(
+        "systemd is not running (/run/systemd/system missing): using /etc/cron.d/image-agent",
+      ),
+      steps.join("\n"),
+    );
+    assert.ok(
+      steps.some((l) =>
+        /^warning: no cron daemon is running \(no cron or crond process found\)/
+          .test(l)
+      ),
+      steps.join("\n"),
+    );
+
+    await Deno.mkdir(join(m.root, "proc/77"));
+    await Deno.writeTextFile(join(m.root, "proc/77/comm"), "cron\n");
+    m.stdout.length = 0;
+    assert.equal(await install.run(m.deps, args), 0);
+    steps = JSON.parse(m.stdout.join("")).steps;
+    assert.ok(!steps.some((l) => l.startsWith("warning:")), steps.join("\n"));
+  });
+});
+
 Deno.test("install on Windows imports the task with schtasks, uninstall deletes it", async () => {
   await withMachine({ os: "windows", zone: "Asia/Shanghai" }, async (m) => {
     assert.equal(

@@ -404,9 +404,11 @@ export function makeInstallCommand(system: SystemAccess): Command {
         "dry-run": { type: "boolean", short: "n" },
         binary: { type: "string" },
       });
-      const scheduler = values.scheduler === undefined
+      const detected = values.scheduler === undefined
         ? detectScheduler(system.os, system.root)
-        : parseFormat(values.scheduler, "--scheduler");
+        : undefined;
+      const scheduler = detected?.scheduler ??
+        parseFormat(values.scheduler, "--scheduler");
       const config = readScheduleConfig(deps, values.config, true);
       const binary = binaryFor(deps, values.binary, scheduler, {
         forInstall: true,
@@ -433,6 +435,11 @@ export function makeInstallCommand(system: SystemAccess): Command {
           dryRun ? "Dry run: " : ""
         }installing the ${scheduler} entry for cron "${config.schedule.cron}" in ${config.schedule.timezone}`,
       );
+      if (detected) report(detected.reason);
+      if (detected?.warning) {
+        deps.log.warn(detected.warning);
+        lines.push(`warning: ${detected.warning}`);
+      }
       await applyPlan(plan, {
         run: system.run,
         isRoot: system.isRoot(),
@@ -468,9 +475,11 @@ export function makeUninstallCommand(system: SystemAccess): Command {
         scheduler: { type: "string" },
         "dry-run": { type: "boolean", short: "n" },
       });
-      const scheduler = values.scheduler === undefined
+      const detected = values.scheduler === undefined
         ? detectScheduler(system.os, system.root)
-        : parseFormat(values.scheduler, "--scheduler");
+        : undefined;
+      const scheduler = detected?.scheduler ??
+        parseFormat(values.scheduler, "--scheduler");
       // Only the Windows task file sits beside the config; a missing or
       // broken config must not keep anyone from uninstalling.
       let configFile = "C:\\ProgramData\\image-agent\\config.json";
@@ -486,6 +495,7 @@ export function makeUninstallCommand(system: SystemAccess): Command {
         if (!values.json) deps.stdout(line + "\n");
       };
       report(`${dryRun ? "Dry run: " : ""}removing the ${scheduler} entry`);
+      if (detected) report(detected.reason);
       await applyPlan(uninstallPlan(scheduler, system.root, configFile), {
         run: system.run,
         isRoot: system.isRoot(),

@@ -257,16 +257,61 @@ export function uninstallPlan(
   }
 }
 
+export interface DetectedScheduler {
+  scheduler: SchedulerFormat;
+  /** Why this one, for the operator. */
+  reason: string;
+  /** Something that will keep the entry from running. */
+  warning?: string;
+}
+
 /** The scheduler of this machine: systemd when it runs, else cron. */
-export function detectScheduler(os: string, root: string): SchedulerFormat {
-  if (os === "windows") return "windows";
-  if (os === "darwin") return "launchd";
+export function detectScheduler(os: string, root: string): DetectedScheduler {
+  if (os === "windows") {
+    return {
+      scheduler: "windows",
+      reason: "this is Windows: using Task Scheduler",
+    };
+  }
+  if (os === "darwin") {
+    return { scheduler: "launchd", reason: "this is macOS: using launchd" };
+  }
   try {
     if (Deno.statSync(underRoot(root, "/run/systemd/system")).isDirectory) {
-      return "systemd";
+      return {
+        scheduler: "systemd",
+        reason:
+          "systemd is running (/run/systemd/system exists): using the systemd timer",
+      };
     }
   } catch { /* not running systemd */ }
-  return "cron";
+  const running = cronRunning(root);
+  return {
+    scheduler: "cron",
+    reason:
+      `systemd is not running (/run/systemd/system missing): using /etc/cron.d/${CRON_D_NAME}`,
+    warning: running === false
+      ? "no cron daemon is running (no cron or crond process found): the entry does nothing until cron is started (such as 'service cron start')"
+      : undefined,
+  };
+}
+
+/** Is a cron or crond process running? Null when /proc cannot tell. */
+function cronRunning(root: string): boolean | null {
+  const proc = underRoot(root, "/proc");
+  try {
+    for (const entry of Deno.readDirSync(proc)) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const comm = Deno.readTextFileSync(join(proc, entry.name, "comm"))
+          .trim();
+        if (comm === "cron" || comm === "crond") return true;
+      } catch { /* the process ended meanwhile */ }
+    }
+    return false;
+  } catch {
+    return null;
+  }
 }
 
 export interface ApplyOptions {
