@@ -196,7 +196,12 @@ Deno.test("install --dry-run prints files and commands and changes nothing", asy
     assert.equal(await exists(join(m.root, "var")), false);
     const out = m.stdout.join("");
     assert.match(out, /^Dry run: installing the systemd entry/);
-    assert.match(out, /note: this needs root; run it with sudo/);
+    assert.ok(
+      out.includes(
+        `note: this needs root; run it with sudo: sudo image-agent install --config ${m.configFile}\n`,
+      ),
+      out,
+    );
     assert.match(
       out,
       /would create folder .*var\/lib\/image-agent \(mode 0700\)/,
@@ -219,14 +224,24 @@ Deno.test("install says it needs root, and writes nothing without it", async () 
     m.setRoot(false);
     const install = makeInstallCommand(m.system);
     await assert.rejects(
-      () => install.run(m.deps, ["--config", m.configFile]),
+      () =>
+        install.run(m.deps, [
+          "--scheduler",
+          "systemd",
+          "--config",
+          `${m.configFile}/../config.json`,
+        ]),
       (err: unknown) => {
         assert.ok(err instanceof AgentError);
         assert.match(
           err.message,
           /'install' needs root to register the systemd entry/,
         );
-        assert.match(err.hint ?? "", /sudo image-agent install/);
+        // The same arguments, with the config sudo would not find by itself.
+        assert.equal(
+          err.hint,
+          `run it again as root: sudo image-agent install --scheduler systemd --config ${m.configFile}`,
+        );
         return true;
       },
     );
@@ -365,6 +380,21 @@ Deno.test("install on Windows imports the task with schtasks, uninstall deletes 
       "schtasks /Delete /TN \\image-agent\\nightly /F",
     ]);
     assert.equal(await exists(xml), false);
+  });
+});
+
+Deno.test("install --dry-run on Windows says it needs an elevated prompt", async () => {
+  await withMachine({ os: "windows", zone: "UTC" }, async (m) => {
+    const install = makeInstallCommand(m.system);
+    assert.equal(
+      await install.run(m.deps, ["--config", m.configFile, "--dry-run"]),
+      0,
+    );
+    assert.match(
+      m.stdout.join(""),
+      /^note: this needs an elevated \(Administrator\) prompt/m,
+    );
+    assert.deepEqual(m.ran, []);
   });
 });
 

@@ -30,7 +30,7 @@ import {
   type SchedulerFormat,
   type ScheduleTarget,
 } from "../schedule/files.ts";
-import { crontabMergeCommand } from "../schedule/crontab.ts";
+import { crontabMergeCommand, shellQuote } from "../schedule/crontab.ts";
 import {
   applyPlan,
   type CommandRunner,
@@ -391,6 +391,32 @@ ${COMMON_HELP}
 ${EXIT_CODES_HELP}
 `;
 
+/**
+ * The command to suggest when more rights are needed: the same arguments,
+ * with the config named by its absolute path, since `sudo` drops
+ * IMAGE_AGENT_CONFIG and runs from another home, so the default lookup may
+ * find another config.
+ */
+export function rerunLine(
+  action: string,
+  argv: string[],
+  configFile: string | undefined,
+): string {
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (configFile && (a === "--config" || a === "-c")) {
+      i++;
+      continue;
+    }
+    if (configFile && a.startsWith("--config=")) continue;
+    if (a === "--dry-run" || a === "-n") continue;
+    kept.push(a);
+  }
+  if (configFile) kept.push("--config", configFile);
+  return ["image-agent", action, ...kept].map(shellQuote).join(" ");
+}
+
 /** `install`, against the given system (tests pass a temp root). */
 export function makeInstallCommand(system: SystemAccess): Command {
   return {
@@ -446,6 +472,7 @@ export function makeInstallCommand(system: SystemAccess): Command {
         dryRun,
         report,
         action: "install",
+        rerun: rerunLine("install", argv, config.file),
       });
       const next = nextRunTime(config, deps.clock.now());
       if (next) {
@@ -483,8 +510,10 @@ export function makeUninstallCommand(system: SystemAccess): Command {
       // Only the Windows task file sits beside the config; a missing or
       // broken config must not keep anyone from uninstalling.
       let configFile = "C:\\ProgramData\\image-agent\\config.json";
+      let configKnown = false;
       try {
         configFile = readConfig(deps, values.config, false).file;
+        configKnown = true;
       } catch (err) {
         if (scheduler === "windows") throw err;
       }
@@ -502,6 +531,11 @@ export function makeUninstallCommand(system: SystemAccess): Command {
         dryRun,
         report,
         action: "uninstall",
+        rerun: rerunLine(
+          "uninstall",
+          argv,
+          configKnown ? configFile : undefined,
+        ),
       });
       if (values.json) printJson(deps, { scheduler, dryRun, steps: lines });
       return 0;

@@ -91,8 +91,8 @@ export interface Plan {
   /** Files to delete (uninstall). */
   remove: string[];
   commands: PlannedCommand[];
-  /** Root is required on this scheduler. */
-  needsRoot: boolean;
+  /** What it takes: root, or an elevated (Administrator) prompt. */
+  needs: "root" | "administrator";
 }
 
 export interface InstallOptions {
@@ -131,7 +131,7 @@ export function installPlan(options: InstallOptions): Plan {
           { program: "systemctl", args: ["daemon-reload"] },
           { program: "systemctl", args: ["enable", "--now", TIMER_NAME] },
         ],
-        needsRoot: true,
+        needs: "root",
       };
     }
     case "cron": {
@@ -147,7 +147,7 @@ export function installPlan(options: InstallOptions): Plan {
         }],
         remove: [],
         commands: [],
-        needsRoot: true,
+        needs: "root",
       };
     }
     case "windows": {
@@ -162,7 +162,7 @@ export function installPlan(options: InstallOptions): Plan {
           program: "schtasks",
           args: ["/Create", "/XML", path, "/TN", TASK_NAME, "/F"],
         }],
-        needsRoot: false,
+        needs: "administrator",
       };
     }
     case "launchd": {
@@ -185,7 +185,7 @@ export function installPlan(options: InstallOptions): Plan {
           },
           { program: "launchctl", args: ["bootstrap", "system", path] },
         ],
-        needsRoot: true,
+        needs: "root",
       };
     }
   }
@@ -219,7 +219,7 @@ export function uninstallPlan(
           },
           { program: "systemctl", args: ["daemon-reload"], afterRemoval: true },
         ],
-        needsRoot: true,
+        needs: "root",
       };
     }
     case "cron":
@@ -227,7 +227,7 @@ export function uninstallPlan(
         ...base,
         remove: [underRoot(root, `/etc/cron.d/${CRON_D_NAME}`)],
         commands: [],
-        needsRoot: true,
+        needs: "root",
       };
     case "windows":
       return {
@@ -238,7 +238,7 @@ export function uninstallPlan(
           args: ["/Delete", "/TN", TASK_NAME, "/F"],
           onlyIf: { program: "schtasks", args: ["/Query", "/TN", TASK_NAME] },
         }],
-        needsRoot: false,
+        needs: "administrator",
       };
     case "launchd":
       return {
@@ -252,7 +252,7 @@ export function uninstallPlan(
             args: ["print", `system/${LAUNCHD_LABEL}`],
           },
         }],
-        needsRoot: true,
+        needs: "root",
       };
   }
 }
@@ -323,6 +323,11 @@ export interface ApplyOptions {
   report: (line: string) => void;
   /** "install" or "uninstall", for messages. */
   action: string;
+  /**
+   * The command line to run again with more rights, such as
+   * `image-agent install --config /etc/image-agent/config.json`.
+   */
+  rerun: string;
 }
 
 interface RunOptions extends ApplyOptions {
@@ -335,18 +340,23 @@ export async function applyPlan(
   options: ApplyOptions,
 ): Promise<void> {
   const { report } = options;
-  if (plan.needsRoot && options.isRoot === false && !options.dryRun) {
+  if (plan.needs === "root" && options.isRoot === false && !options.dryRun) {
     throw new AgentError(
       `'${options.action}' needs root to ${
         options.action === "install" ? "register" : "remove"
       } the ${plan.scheduler} entry`,
       EXIT_USAGE,
-      { hint: `run it again as root: sudo image-agent ${options.action}` },
+      { hint: `run it again as root: sudo ${options.rerun}` },
     );
   }
   const would = options.dryRun ? "would " : "";
-  if (options.dryRun && plan.needsRoot && options.isRoot === false) {
-    report("note: this needs root; run it with sudo");
+  if (options.dryRun && plan.needs === "root" && options.isRoot === false) {
+    report(`note: this needs root; run it with sudo: sudo ${options.rerun}`);
+  }
+  if (options.dryRun && plan.needs === "administrator") {
+    report(
+      "note: this needs an elevated (Administrator) prompt; schtasks answers 'Access is denied' otherwise",
+    );
   }
   for (const folder of plan.folders) {
     if (exists(folder)) continue;
@@ -441,7 +451,7 @@ async function runCommands(
         hint: denied
           ? (options.scheduler === "windows"
             ? "run it from an elevated (Administrator) prompt"
-            : `run it again as root: sudo image-agent ${options.action}`)
+            : `run it again as root: sudo ${options.rerun}`)
           : undefined,
       },
     );
