@@ -272,6 +272,31 @@ Deno.test("uninstall stops the timer, removes the units, and is idempotent", asy
   });
 });
 
+Deno.test("uninstall without root succeeds when nothing is installed", async () => {
+  await withMachine({ systemd: true }, async (m) => {
+    m.setRoot(false);
+    const uninstall = makeUninstallCommand(m.system);
+    assert.equal(await uninstall.run(m.deps, ["--config", m.configFile]), 0);
+    assert.match(m.stdout.join(""), /nothing to remove: no systemd entry/);
+    assert.deepEqual(m.ran, []);
+
+    // With something there, it still says it needs root and removes nothing.
+    m.setRoot(true);
+    await makeInstallCommand(m.system).run(m.deps, ["--config", m.configFile]);
+    m.setRoot(false);
+    m.ran.length = 0;
+    await assert.rejects(
+      () => uninstall.run(m.deps, ["--config", m.configFile]),
+      /'uninstall' needs root to remove the systemd entry/,
+    );
+    assert.deepEqual(m.ran, []);
+    assert.equal(
+      await exists(join(m.root, "etc/systemd/system/image-agent.timer")),
+      true,
+    );
+  });
+});
+
 Deno.test("install falls back to /etc/cron.d when systemd is not running", async () => {
   await withMachine({ systemd: false, zone: "UTC" }, async (m) => {
     assert.equal(

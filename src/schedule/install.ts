@@ -341,6 +341,13 @@ export async function applyPlan(
 ): Promise<void> {
   const { report } = options;
   if (plan.needs === "root" && options.isRoot === false && !options.dryRun) {
+    // Nothing installed is not an error, with root or without.
+    if (plan.remove.length > 0 && !await anythingToRemove(plan, options.run)) {
+      report(
+        `nothing to remove: no ${plan.scheduler} entry of image-agent found`,
+      );
+      return;
+    }
     throw new AgentError(
       `'${options.action}' needs root to ${
         options.action === "install" ? "register" : "remove"
@@ -407,6 +414,22 @@ export async function applyPlan(
       `nothing to remove: no ${plan.scheduler} entry of image-agent found`,
     );
   }
+}
+
+/** Does an uninstall plan find a file or a registered entry to remove? */
+async function anythingToRemove(
+  plan: Plan,
+  run: CommandRunner,
+): Promise<boolean> {
+  if (plan.remove.some(exists)) return true;
+  for (const c of plan.commands) {
+    if (!c.onlyIf) continue;
+    const present = c.onlyIf.program === "test"
+      ? exists(c.onlyIf.args[1])
+      : (await run(c.onlyIf.program, c.onlyIf.args)).code === 0;
+    if (present) return true;
+  }
+  return false;
 }
 
 /** Runs (or reports) the commands; returns how many were due. */
