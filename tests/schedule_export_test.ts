@@ -234,6 +234,11 @@ Deno.test("schedulerFiles() systemd service is a hardened oneshot with write acc
     service,
     /^ReadWritePaths="\/srv\/shop\/hd images" \/var\/lib\/image-agent \/mnt\/nas\/backup \/srv\/shop\/db$/m,
   );
+  // A run started at boot waits for the NAS instead of failing without it.
+  assert.match(
+    service,
+    /^\[Unit\][^[]*^RequiresMountsFor="\/srv\/shop\/hd images" \/var\/lib\/image-agent \/mnt\/nas\/backup \/srv\/shop\/db$/m,
+  );
   assert.match(timer, /^OnCalendar=\*-\*-13 00:00:00 UTC$/m);
   assert.match(timer, /^OnCalendar=Fri \*-\*-\* 00:00:00 UTC$/m);
   assert.match(timer, /^Persistent=true$/m);
@@ -243,6 +248,28 @@ Deno.test("schedulerFiles() systemd service is a hardened oneshot with write acc
     schedulerFiles("systemd", target("0 2 * * *", "UTC"))[1].text,
     /RandomizedDelaySec/,
   );
+});
+
+Deno.test("schedulerFiles() systemd service turns PrivateTmp off for folders under /tmp, and says so", async () => {
+  const t = target("0 2 * * *", "UTC");
+  t.config.images.root = "/tmp/shop/hd";
+  t.config.backup.local.dir = "/var/tmp/backup";
+  const [service, timer] = schedulerFiles("systemd", t);
+  assert.match(service.text, /^PrivateTmp=false$/m);
+  assert.doesNotMatch(service.text, /^PrivateTmp=true$/m);
+  assert.deepEqual(service.warnings?.length, 1);
+  assert.match(
+    service.warnings![0],
+    /^PrivateTmp= is off in image-agent.service: \/tmp\/shop\/hd, \/var\/tmp\/backup is under \/tmp or \/var\/tmp/,
+  );
+  const r = await verifyUnits(
+    { [service.name]: service.text, [timer.name]: timer.text },
+    BINARY,
+  );
+  assert.equal(r.output, "");
+  // Nothing under /tmp: the protection stays, with nothing to say.
+  const [plain] = schedulerFiles("systemd", target("0 2 * * *", "UTC"));
+  assert.deepEqual(plain.warnings, []);
 });
 
 Deno.test("writablePaths() leaves out the local backup folder for Baidu", () => {

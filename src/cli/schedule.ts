@@ -316,6 +316,7 @@ export function makeScheduleCommand(system: SystemAccess): Command {
         configFile,
       );
       const files = schedulerFiles(format, target);
+      for (const f of files) for (const w of f.warnings ?? []) deps.log.warn(w);
       const out = resolve(values.out);
       await Deno.mkdir(out, { recursive: true });
       const written: string[] = [];
@@ -462,9 +463,10 @@ export function makeInstallCommand(system: SystemAccess): Command {
         }installing the ${scheduler} entry for cron "${config.schedule.cron}" in ${config.schedule.timezone}`,
       );
       if (detected) report(detected.reason);
-      if (detected?.warning) {
-        deps.log.warn(detected.warning);
-        lines.push(`warning: ${detected.warning}`);
+      for (const w of [detected?.warning, ...plan.warnings ?? []]) {
+        if (!w) continue;
+        deps.log.warn(w);
+        lines.push(`warning: ${w}`);
       }
       await applyPlan(plan, {
         run: system.run,

@@ -91,6 +91,8 @@ export interface Plan {
   /** Files to delete (uninstall). */
   remove: string[];
   commands: PlannedCommand[];
+  /** What the operator should know about the files (install only). */
+  warnings?: string[];
   /** What it takes: root, or an elevated (Administrator) prompt. */
   needs: "root" | "administrator";
 }
@@ -115,7 +117,8 @@ export function installPlan(options: InstallOptions): Plan {
   switch (scheduler) {
     case "systemd": {
       const dir = underRoot(root, "/etc/systemd/system");
-      const files = schedulerFiles("systemd", target).map((f) => ({
+      const written = schedulerFiles("systemd", target);
+      const files = written.map((f) => ({
         path: join(dir, f.name),
         text: f.text,
         bytes: f.bytes,
@@ -123,6 +126,7 @@ export function installPlan(options: InstallOptions): Plan {
       }));
       return {
         scheduler,
+        warnings: written.flatMap((f) => f.warnings ?? []),
         // ReadWritePaths= refuses to start the service if a folder is missing.
         folders: [state],
         files,

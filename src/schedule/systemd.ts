@@ -102,14 +102,32 @@ export interface SystemdUnitsOptions {
 export interface SystemdUnits {
   service: string;
   timer: string;
+  /** What the operator should know about these units. */
+  warnings: string[];
+}
+
+/** Paths a private /tmp (PrivateTmp=true) would hide from the run. */
+export function underTmp(paths: string[]): string[] {
+  return paths.filter((p) => /^\/(var\/)?tmp(\/|$)/.test(p));
 }
 
 /** The text of `image-agent.service` and `image-agent.timer`. */
 export function systemdUnits(options: SystemdUnitsOptions): SystemdUnits {
   const exec = [options.binary, "run", "--config", options.configFile]
     .map(systemdQuote).join(" ");
-  const writable = [...new Set(options.writablePaths)].map(systemdQuote)
-    .join(" ");
+  const paths = [...new Set(options.writablePaths)];
+  const writable = paths.map(systemdQuote).join(" ");
+  const hidden = underTmp([options.binary, options.configFile, ...paths]);
+  const warnings = hidden.length === 0 ? [] : [
+    `PrivateTmp= is off in ${SERVICE_NAME}: ${
+      hidden.join(", ")
+    } is under /tmp or /var/tmp, which a private /tmp would hide from the run (and which may be emptied at boot); move it elsewhere to keep the protection`,
+  ];
+  const privateTmp = hidden.length === 0
+    ? "PrivateTmp=true"
+    : `# PrivateTmp= is off: ${
+      hidden.join(" ")
+    } is under /tmp or /var/tmp,\n# which a private /tmp would hide.\nPrivateTmp=false`;
   const service =
     `# Written by 'image-agent install' / 'image-agent schedule export'.
 # One backup-and-cleanup pass; started by ${TIMER_NAME}.
@@ -117,6 +135,9 @@ export function systemdUnits(options: SystemdUnitsOptions): SystemdUnits {
 Description=image-agent: back up and clean up HD images of shipped orders
 Wants=network-online.target
 After=network-online.target
+# Wait for the file systems of these folders (a NAS mount at boot, when
+# Persistent= starts a missed run), and do not start without them.
+RequiresMountsFor=${writable}
 
 [Service]
 Type=oneshot
@@ -127,7 +148,7 @@ ExecStart=${exec}
 ProtectSystem=strict
 ReadWritePaths=${writable}
 ProtectHome=read-only
-PrivateTmp=true
+${privateTmp}
 PrivateDevices=true
 NoNewPrivileges=true
 ProtectKernelTunables=true
@@ -165,5 +186,5 @@ ${delay}Unit=${SERVICE_NAME}
 [Install]
 WantedBy=timers.target
 `;
-  return { service, timer };
+  return { service, timer, warnings };
 }
