@@ -244,6 +244,10 @@ Deno.test("schedulerFiles() systemd service is a hardened oneshot with write acc
   assert.match(timer, /^Persistent=true$/m);
   assert.match(timer, /^RandomizedDelaySec=600$/m);
   assert.match(timer, /^Unit=image-agent.service$/m);
+  assert.match(
+    timer,
+    /^Description=image-agent scheduled run \(cron "0 0 13 \* 5", UTC\)$/m,
+  );
   assert.doesNotMatch(
     schedulerFiles("systemd", target("0 2 * * *", "UTC"))[1].text,
     /RandomizedDelaySec/,
@@ -297,6 +301,11 @@ Deno.test("schedulerFiles() cron lines pass crontab -n", async () => {
       assert.equal(lines.length, 2);
       assert.match(lines[0], /^# image-agent: scheduled run \(cron "/);
     }
+    // A/S, which Debian's crontab refuses, is written as A-max/S.
+    const [stepped] = schedulerFiles("cron", target("0 5/6 * * *", "UTC"));
+    assert.match(stepped.text, /^0 5-23\/6 \* \* \* /m);
+    await Deno.writeFile(join(dir, "stepped.cron"), stepped.bytes);
+    assert.equal((await crontabCheck(join(dir, "stepped.cron"))).code, 0);
     // And the check does fail on a bad line.
     const bad = join(dir, "bad.cron");
     await Deno.writeTextFile(bad, "0 25 * * * /bin/true\n");

@@ -423,7 +423,7 @@ export function makeInstallCommand(system: SystemAccess): Command {
   return {
     name: "install",
     summary:
-      "register the nightly run with systemd, cron, Task Scheduler or launchd",
+      "register the scheduled run with systemd, cron, Task Scheduler or launchd",
     help: INSTALL_HELP,
     async run(deps, argv) {
       const { values } = parseCommandArgs("install", argv, {

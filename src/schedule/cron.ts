@@ -4,7 +4,9 @@
  *
  * Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC,
  * day of week 0-7 or SUN-SAT (0 and 7 are Sunday). Each field is a list of
- * `*`, `N`, `A-B`, `*\/S`, `A-B/S` or `A/S` (= `A-max/S`). The macros
+ * `*`, `N`, `A-B`, `*\/S`, `A-B/S` or `A/S` (= `A-max/S`; Debian's crontab
+ * refuses `A/S`, cronie and Deno.cron take it, and the cron line written for
+ * it says `A-max/S`). The macros
  * `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight` and
  * `@hourly` are expanded to their five fields.
  *

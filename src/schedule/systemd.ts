@@ -175,7 +175,7 @@ UMask=0077
     `# Written by 'image-agent install' / 'image-agent schedule export'.
 # cron "${options.schedule.source}" in ${options.timeZone}.
 [Unit]
-Description=image-agent nightly run (cron "${options.schedule.source}", ${options.timeZone})
+Description=image-agent scheduled run (cron "${options.schedule.source}", ${options.timeZone})
 
 [Timer]
 ${calendars}
