@@ -75,7 +75,8 @@ export function compileArgs(target: string, options: CompileOptions): string[] {
     ...EXTRA_MODULES.flatMap((
       m,
     ) => ["--include", join(dirname(options.entry), m)]),
-    // Deno.cron; see docs/schedule.md for why the daemon does not rely on it.
+    // Deno.cron: the daemon's timer, a tick every UTC minute (see
+    // src/schedule/ticks.ts); without it 'image-agent daemon' cannot start.
     "--unstable-cron",
     "--no-prompt",
     "--target",

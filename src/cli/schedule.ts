@@ -13,16 +13,14 @@ import {
   printJson,
 } from "./command.ts";
 import { readConfig } from "./context.ts";
-import { runCommand } from "./run.ts";
 import { type Config, isValidTimeZone, localTimeZone } from "../config.ts";
-import { AgentError, ConfigError, UsageError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import {
   formatLocal,
   nextFire,
   nextRunTime,
   parseCron,
 } from "../schedule/cron.ts";
-import { runDaemon, type RunOnce } from "../schedule/daemon.ts";
 import {
   FORMATS,
   isFormat,
@@ -185,7 +183,7 @@ function configPathFor(
 }
 
 /** Reads the config and turns a bad schedule.cron into a config error. */
-function readScheduleConfig(
+export function readScheduleConfig(
   deps: Deps,
   flag: string | undefined,
   checkPaths: boolean,
@@ -547,60 +545,3 @@ export function makeUninstallCommand(system: SystemAccess): Command {
 
 export const installCommand = makeInstallCommand(realSystem);
 export const uninstallCommand = makeUninstallCommand(realSystem);
-
-// --- daemon ------------------------------------------------------------------
-
-const DAEMON_HELP = `Usage: image-agent daemon [OPTIONS]
-
-Stay up and run the full pass on schedule.cron in schedule.timezone, for
-use under any supervisor (systemd, Docker, NSSM, supervisord...). Runs are
-recorded with trigger "daemon".
-
-Each next time is computed in the configured zone, so runs happen at the
-configured local time across daylight-saving changes: a local time that
-does not exist that night (spring) is skipped, one that occurs twice
-(autumn) runs once. Runs never overlap; a slot that passes while a run is
-going on is skipped, and a run missed while the daemon was down is not
-made up (use the systemd timer for that).
-
-SIGTERM or Ctrl-C: a waiting daemon exits at once; a running one finishes
-the order in hand, records the run, then exits with code 0.
-
-Options:
-${COMMON_HELP}
-
-${EXIT_CODES_HELP}
-`;
-
-export const daemonCommand: Command = {
-  name: "daemon",
-  summary: "stay up and run on schedule.cron in schedule.timezone",
-  help: DAEMON_HELP,
-  async run(deps, argv) {
-    const { values } = parseCommandArgs("daemon", argv, {});
-    const config = readScheduleConfig(deps, values.config, true);
-    const runOnce: RunOnce = async (signal) => {
-      try {
-        return await runCommand.run(
-          { ...deps, trigger: "daemon", signal },
-          ["--config", config.file],
-        );
-      } catch (err) {
-        // As main would report it; the daemon itself keeps going.
-        if (!(err instanceof AgentError)) throw err;
-        deps.log.error(err.message);
-        if (err.hint) deps.log.info(`hint: ${err.hint}`);
-        return err.exitCode;
-      }
-    };
-    const result = await runDaemon({
-      cron: config.schedule.cron,
-      timeZone: config.schedule.timezone,
-      clock: deps.clock,
-      runOnce,
-      signal: deps.signal,
-      log: deps.log,
-    });
-    return result.exitCode;
-  },
-};

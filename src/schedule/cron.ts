@@ -264,6 +264,36 @@ export function zoneOffsetMinutes(instant: Date, zone: string): number {
 }
 
 /**
+ * The first day from `from` on which the zone's offset from UTC is not a
+ * whole number of minutes (such as Africa/Monrovia's UTC-00:44:30 until
+ * 1972), looking `days` ahead; null when there is none. No IANA zone has
+ * such an offset now, but a clock built on UTC minutes could not follow one.
+ */
+export function subMinuteOffset(
+  zone: string,
+  from: Date,
+  days = 366,
+): { at: Date; offsetSeconds: number } | null {
+  for (let d = 0; d <= days; d++) {
+    const at = new Date(from.getTime() + d * 86400000);
+    const w = wallTime(at, zone);
+    const asUtc = Date.UTC(
+      w.year,
+      w.month - 1,
+      w.day,
+      w.hour,
+      w.minute,
+      w.second,
+    );
+    const offsetSeconds = Math.round(
+      (asUtc - Math.floor(at.getTime() / 1000) * 1000) / 1000,
+    );
+    if (offsetSeconds % 60 !== 0) return { at, offsetSeconds };
+  }
+  return null;
+}
+
+/**
  * The instants at which a zone's clocks show a wall time: none in a
  * spring-forward gap, two in an autumn overlap, otherwise one.
  */
