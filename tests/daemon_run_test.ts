@@ -99,7 +99,7 @@ async function readUntil(
   return seen.join("");
 }
 
-Deno.test("image-agent daemon registers with Deno.cron and exits 0 on SIGTERM", async () => {
+Deno.test("image-agent daemon registers with Deno.cron, shows in status and exits 0 on SIGTERM", async () => {
   // 29 February: no run can come due while the test runs.
   const shop = await makeShop(shopBackends()[0], {
     orders: [],
@@ -134,6 +134,26 @@ Deno.test("image-agent daemon registers with Deno.cron and exits 0 on SIGTERM", 
       /next run at 2028-02-29 00:00 \(Asia\/Shanghai, UTC\+08:00\)/,
     );
 
+    const status = await runCli(["status", "--config", shop.configPath]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(
+      status.stdout,
+      new RegExp(
+        `^Schedule: "0 0 29 2 \\*" in Asia/Shanghai, run by the daemon \\(process ${child.pid} on .*\\); next run 2028-02-29 00:00 \\(Asia/Shanghai, UTC\\+08:00\\)$`,
+        "m",
+      ),
+    );
+    const json = await runCli([
+      "status",
+      "--json",
+      "--config",
+      shop.configPath,
+    ]);
+    const schedule = JSON.parse(json.stdout).schedule;
+    assert.deepEqual(schedule.registered, ["daemon"]);
+    assert.equal(schedule.nextRun, "2028-02-28T16:00:00.000Z");
+    assert.equal(schedule.daemon.pid, child.pid);
+
     // A second daemon on the same state folder is refused.
     const second = await runCli(["daemon", "--config", shop.configPath]);
     assert.equal(second.code, 3, second.stderr);
@@ -150,6 +170,10 @@ Deno.test("image-agent daemon registers with Deno.cron and exits 0 on SIGTERM", 
     assert.match(rest, /daemon: no run in progress; exiting/);
     assert.match(rest, /daemon stopped after 0 run\(s\)/);
     assert.doesNotMatch(rest, /finishing the order in hand/);
+
+    // Stopped: status says nothing runs the schedule.
+    const after = await runCli(["status", "--config", shop.configPath]);
+    assert.match(after.stdout, /not registered: nothing runs it/);
   } finally {
     try {
       child.kill("SIGKILL");

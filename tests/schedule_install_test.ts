@@ -11,6 +11,7 @@ import {
   makeUninstallCommand,
   type SystemAccess,
 } from "../src/cli/schedule.ts";
+import { makeStatusCommand } from "../src/cli/status.ts";
 import { ManualClock } from "../src/clock.ts";
 import { AgentError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
@@ -180,6 +181,32 @@ Deno.test("install picks systemd when it runs, writes the units and enables the 
       [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
       ["image-agent.service", "image-agent.timer"],
     );
+  });
+});
+
+Deno.test("status says what runs the schedule, or that nothing does", async () => {
+  await withMachine({ systemd: true }, async (m) => {
+    const status = makeStatusCommand(m.root);
+    const schedule = async () => {
+      m.stdout.length = 0;
+      assert.equal(await status.run(m.deps, ["--config", m.configFile]), 0);
+      return m.stdout.join("").trimEnd().split("\n").at(-1);
+    };
+    assert.equal(
+      await schedule(),
+      `Schedule: "0 2 * * *" in Europe/Berlin, not registered: nothing runs it (register it with 'image-agent install', or run 'image-agent daemon'); it would next run 2026-12-05 02:00 (Europe/Berlin, UTC+01:00)`,
+    );
+    await makeInstallCommand(m.system).run(m.deps, ["--config", m.configFile]);
+    assert.equal(
+      await schedule(),
+      `Schedule: "0 2 * * *" in Europe/Berlin, run by the systemd timer; next run 2026-12-05 02:00 (Europe/Berlin, UTC+01:00)`,
+    );
+    m.stdout.length = 0;
+    await status.run(m.deps, ["--config", m.configFile, "--json"]);
+    const json = JSON.parse(m.stdout.join("")).schedule;
+    assert.deepEqual(json.registered, ["systemd"]);
+    assert.equal(json.nextRun, "2026-12-05T01:00:00.000Z");
+    assert.equal(json.daemon, null);
   });
 });
 

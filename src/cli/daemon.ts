@@ -29,7 +29,8 @@ const DAEMON_HELP = `Usage: image-agent daemon [OPTIONS]
 
 Stay up and run the full pass on schedule.cron in schedule.timezone, for
 use under any supervisor (systemd, Docker, NSSM, supervisord...). Runs are
-recorded with trigger "daemon". One daemon per state folder.
+recorded with trigger "daemon"; 'image-agent status' shows the daemon and
+its next run. One daemon per state folder.
 
 The timer is Deno.cron, ticking every UTC minute; on each tick the daemon
 works out in the configured zone whether a run is due, so runs happen at

@@ -269,6 +269,21 @@ export interface DetectedScheduler {
   warning?: string;
 }
 
+/**
+ * The schedulers that have an entry of image-agent on this machine, found
+ * by the files `install` writes (the Windows task by its XML beside the
+ * config). A crontab merged by hand is not seen.
+ */
+export function installedEntries(
+  root: string,
+  configFile: string,
+): SchedulerFormat[] {
+  const formats: SchedulerFormat[] = ["systemd", "cron", "windows", "launchd"];
+  return formats.filter((f) =>
+    uninstallPlan(f, root, configFile).remove.some(exists)
+  );
+}
+
 /** The scheduler of this machine: systemd when it runs, else cron. */
 export function detectScheduler(os: string, root: string): DetectedScheduler {
   if (os === "windows") {
