@@ -8,6 +8,10 @@
 #     [-ShopDb PATH -ImagesDir DIR [-BackupDir DIR]]
 #
 # -ShopDb and -ImagesDir are needed only when there is no config yet.
+#
+# TODO: no test runs this script (the test machines have no PowerShell);
+# run it in a Windows CI job, as tests/schedule_install_script_test.ts runs
+# install.sh, once there is one.
 
 param(
   [string]$Binary = "",

@@ -272,7 +272,11 @@ export interface DetectedScheduler {
 /**
  * The schedulers that have an entry of image-agent on this machine, found
  * by the files `install` writes (the Windows task by its XML beside the
- * config). A crontab merged by hand is not seen.
+ * config).
+ *
+ * TODO: an exported line merged into a user crontab by hand is not seen, nor
+ * a Windows task whose XML was deleted; look for the marker in `crontab -l`
+ * and ask `schtasks /Query` once `status` is allowed to run commands.
  */
 export function installedEntries(
   root: string,
