@@ -1,13 +1,17 @@
 # Installs image-agent on Windows: puts image-agent.exe in place, creates
 # the config and state folders readable only by SYSTEM and Administrators,
 # writes a starter config with 'image-agent init' when there is none, then
-# registers the nightly run with 'image-agent install' (Task Scheduler).
+# registers the scheduled run with 'image-agent install' (Task Scheduler).
 #
 # Run from an elevated PowerShell:
 #   powershell -ExecutionPolicy Bypass -File install.ps1 [-Binary PATH]
 #     [-ShopDb PATH -ImagesDir DIR [-BackupDir DIR]]
 #
 # -ShopDb and -ImagesDir are needed only when there is no config yet.
+#
+# TODO: no test runs this script (the test machines have no PowerShell);
+# run it in a Windows CI job, as tests/schedule_install_script_test.ts runs
+# install.sh, once there is one.
 
 param(
   [string]$Binary = "",
@@ -46,6 +50,13 @@ if ($Binary -eq "") {
 }
 if (-not (Test-Path $Binary)) { Fail "binary '$Binary' does not exist" }
 
+# Everything the steps below need is checked first, so a missing parameter
+# stops the script before anything is installed.
+$config = Join-Path $DataDir "config.json"
+if (-not (Test-Path $config) -and ($ShopDb -eq "" -or $ImagesDir -eq "")) {
+  Fail "there is no $config yet: pass -ShopDb PATH and -ImagesDir DIR (and -BackupDir DIR for a local or NAS copy) so 'image-agent init' can write one; nothing was installed"
+}
+
 # 1. The binary, copied under a temporary name and then renamed.
 New-Item -ItemType Directory -Force -Path $InstallDir | Out-Null
 $target = Join-Path $InstallDir "image-agent.exe"
@@ -61,13 +72,9 @@ New-Item -ItemType Directory -Force -Path $DataDir, $stateDir | Out-Null
 if ($LASTEXITCODE -ne 0) { Fail "could not restrict the permissions of $DataDir" }
 
 # 3. A starter config when there is none; an existing one is kept.
-$config = Join-Path $DataDir "config.json"
 if (Test-Path $config) {
   Say "keeping the existing config $config"
 } else {
-  if ($ShopDb -eq "" -or $ImagesDir -eq "") {
-    Fail "there is no $config yet: pass -ShopDb PATH and -ImagesDir DIR (and -BackupDir DIR for a local or NAS copy) so 'image-agent init' can write one"
-  }
   $initArgs = @("init", "--database", $ShopDb, "--images", $ImagesDir,
     "--out", $config, "--state", $stateDir)
   if ($BackupDir -ne "") { $initArgs += @("--backup-dir", $BackupDir) }
@@ -76,7 +83,7 @@ if (Test-Path $config) {
   Say "check the order mapping in $config and run 'image-agent migrate --config $config' before the first night"
 }
 
-# 4. The nightly run, as a Task Scheduler task running as SYSTEM.
+# 4. The scheduled run, as a Task Scheduler task running as SYSTEM.
 if ($SkipSchedule) {
   Say "not scheduling (-SkipSchedule)"
 } else {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs image-agent on Linux or macOS: puts the binary in place, creates
 # the config and state folders with safe modes, writes a starter config
-# with 'image-agent init' when there is none, then registers the nightly
+# with 'image-agent init' when there is none, then registers the scheduled
 # run with 'image-agent install' (systemd, cron or launchd).
 #
 # Usage: sudo sh install.sh [BINARY]
@@ -61,6 +61,12 @@ if [ "$(id -u)" != 0 ] && [ -z "${IMAGE_AGENT_ALLOW_USER:-}" ]; then
   die "this needs root (it writes $TARGET_BIN, $CONFIG_DIR and $STATE_DIR): run 'sudo sh $0 $*'"
 fi
 
+# Everything the steps below need is checked first, so a missing variable
+# stops the script before anything is installed.
+if [ ! -f "$CONFIG_FILE" ] && { [ -z "${SHOP_DB:-}" ] || [ -z "${IMAGES_DIR:-}" ]; }; then
+  die "there is no $CONFIG_FILE yet: set SHOP_DB=/path/to/shop.db and IMAGES_DIR=/path/to/hd_images (and BACKUP_DIR for a local or NAS copy) so 'image-agent init' can write one; nothing was installed"
+fi
+
 # 1. The binary: copied to a temporary name, then renamed, so a running
 #    copy is never overwritten in place.
 umask 022
@@ -80,9 +86,6 @@ chmod 0700 "$STATE_DIR"
 if [ -f "$CONFIG_FILE" ]; then
   say "keeping the existing config $CONFIG_FILE"
 else
-  if [ -z "${SHOP_DB:-}" ] || [ -z "${IMAGES_DIR:-}" ]; then
-    die "there is no $CONFIG_FILE yet: set SHOP_DB=/path/to/shop.db and IMAGES_DIR=/path/to/hd_images (and BACKUP_DIR for a local or NAS copy) so 'image-agent init' can write one"
-  fi
   say "writing a starter config with 'image-agent init'"
   set -- init --database "$SHOP_DB" --images "$IMAGES_DIR" \
     --out "$CONFIG_FILE" --state "$STATE_DIR"
@@ -92,7 +95,7 @@ else
   say "check the order mapping in $CONFIG_FILE and run 'image-agent migrate --config $CONFIG_FILE' before the first night"
 fi
 
-# 4. The nightly run.
+# 4. The scheduled run.
 if [ -n "${IMAGE_AGENT_SKIP_SCHEDULE:-}" ]; then
   say "not scheduling (IMAGE_AGENT_SKIP_SCHEDULE is set)"
 else

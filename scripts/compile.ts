@@ -11,6 +11,9 @@
  * denort binary obtained elsewhere; deno compile then uses it instead of
  * downloading. That binary is for one platform, so with `DENORT_BIN` only
  * one target is built (the one given with --target, or this machine's).
+ * deno compile accepts any program there, the deno CLI included, so the
+ * deno CLI is refused, and a binary built for this machine must answer
+ * `--version` with "image-agent " or it is removed.
  */
 
 import { dirname, join } from "node:path";
@@ -72,7 +75,8 @@ export function compileArgs(target: string, options: CompileOptions): string[] {
     ...EXTRA_MODULES.flatMap((
       m,
     ) => ["--include", join(dirname(options.entry), m)]),
-    // Deno.cron; see docs/schedule.md for why the daemon does not rely on it.
+    // Deno.cron: the daemon's timer, a tick every UTC minute (see
+    // src/schedule/ticks.ts); without it 'image-agent daemon' cannot start.
     "--unstable-cron",
     "--no-prompt",
     "--target",
@@ -118,35 +122,89 @@ export function stampBuild(source: string, build: string): string {
   return source.replace(line, `export const BUILD = ${JSON.stringify(build)};`);
 }
 
+/** Is this `deno compile` failure the runtime download? */
+export function isDownloadFailure(stderr: string): boolean {
+  return /dl\.deno\.land|denort|error sending request|dns error/i.test(stderr);
+}
+
 /**
- * Says what is missing when `deno compile` could not get the runtime, or
- * null when the failure is something else.
+ * Says what is missing when `deno compile` could not download the runtime
+ * for some targets: one explanation for all of them.
  */
 export function explainDownloadFailure(
   stderr: string,
-  target: string,
+  targets: string[],
   denoVersion: string,
-): string | null {
-  if (!/dl\.deno\.land|denort|error sending request|dns error/i.test(stderr)) {
-    return null;
-  }
-  const url =
-    `https://dl.deno.land/release/v${denoVersion}/denort-${target}.zip`;
+): string {
+  const url = (t: string) =>
+    `https://dl.deno.land/release/v${denoVersion}/denort-${t}.zip`;
+  const file = (t: string) => `denort${t.includes("windows") ? ".exe" : ""}`;
   const cause = stderr.split("\n").find((l) => /error sending request/.test(l))
     ?.trim() ?? stderr.trim().split("\n")[0];
+  const one = targets.length === 1;
   return `Cannot build ${
-    outputName(target)
-  }: deno compile needs the Deno runtime for ${target} (denort ${denoVersion}) and could not download it.
+    one ? outputName(targets[0]) : `${targets.length} targets`
+  }: deno compile needs the Deno runtime (denort ${denoVersion}) for ${
+    one ? targets[0] : "each target"
+  } and could not download it.
   cause: ${cause}
 To provide it without network access here:
-  1. on a machine with internet, download ${url}
-  2. copy it here and unzip it (it holds one file, denort${
-    target.includes("windows") ? ".exe" : ""
-  })
-  3. build that target with it:
-       DENORT_BIN=/path/to/denort deno task compile --target ${target}
-Or copy a DENO_DIR in which 'deno compile --target ${target}' already ran
-(its dl/ folder holds the runtime) and set DENO_DIR to it.`;
+  1. on a machine with internet, download
+${targets.map((t) => `       ${url(t)}`).join("\n")}
+  2. copy ${one ? "it" : "them"} here and unzip ${
+    one ? "it" : "each"
+  } (one file: ${[...new Set(targets.map(file))].join(" or ")})
+  3. build ${one ? "that target" : "one target at a time"} with it:
+${
+    targets.map((t) =>
+      `       DENORT_BIN=/path/to/${file(t)} deno task compile --target ${t}`
+    ).join("\n")
+  }
+Or copy a DENO_DIR in which 'deno compile --target ...' already ran for
+${
+    one
+      ? "that target"
+      : "these targets"
+  } (its dl/ folder holds the runtime) and set DENO_DIR to it.`;
+}
+
+/** What a program prints for `--version`, or null when it cannot run here. */
+async function versionOf(program: string): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(program, {
+      args: ["--version"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Why DENORT_BIN is not the runtime, or null when nothing says so: the deno
+ * command-line tool itself is the usual mistake, and deno compile takes it
+ * without complaint.
+ */
+export function denortProblem(version: string | null): string | null {
+  if (version === null || !/^deno \d/.test(version)) return null;
+  return `it is the deno command-line tool ("${
+    version.split("\n")[0]
+  }"), not the denort runtime`;
+}
+
+/**
+ * Why a built binary is not image-agent, or null when it is: its
+ * `--version` must start with "image-agent ".
+ */
+export function builtProblem(version: string | null): string | null {
+  if (version !== null && version.startsWith("image-agent ")) return null;
+  return version === null
+    ? "it does not run"
+    : `its --version printed "${version.split("\n")[0]}"`;
 }
 
 async function git(args: string[], cwd: string): Promise<string> {
@@ -209,6 +267,13 @@ async function main(args: string[]): Promise<number> {
       );
       return 1;
     }
+    const problem = denortProblem(await versionOf(denortBin));
+    if (problem) {
+      console.error(
+        `Cannot build with DENORT_BIN="${denortBin}": ${problem}. Set it to the denort file unzipped from denort-<target>.zip (see docs/schedule.md)`,
+      );
+      return 1;
+    }
   }
   let targets: string[];
   try {
@@ -234,6 +299,9 @@ async function main(args: string[]): Promise<number> {
   console.error(`Build ${build}; targets: ${targets.join(", ")}`);
 
   let failed = 0;
+  // The download explanation is printed once, after all targets.
+  const notDownloaded: string[] = [];
+  let downloadStderr = "";
   for (const target of targets) {
     // DENORT_BIN passes through in the inherited environment.
     const out = await new Deno.Command(Deno.execPath(), {
@@ -244,16 +312,41 @@ async function main(args: string[]): Promise<number> {
     }).output();
     const stderr = new TextDecoder().decode(out.stderr);
     if (out.success) {
+      const built = join(outDir, outputName(target));
+      // A binary for this machine can be run: it must be image-agent, which
+      // it is not when DENORT_BIN was some other program.
+      const problem = target === Deno.build.target
+        ? builtProblem(await versionOf(built))
+        : null;
+      if (problem) {
+        failed++;
+        await Deno.remove(built).catch(() => {});
+        console.error(
+          `Cannot build dist/${
+            outputName(target)
+          }: the result is not image-agent (${problem}), so it was removed.${
+            denortBin
+              ? ` DENORT_BIN="${denortBin}" must be the denort runtime unzipped from denort-${target}.zip.`
+              : ""
+          }`,
+        );
+        continue;
+      }
       console.error(`built dist/${outputName(target)}`);
       continue;
     }
     failed++;
-    const explained = explainDownloadFailure(
-      stderr,
-      target,
-      Deno.version.deno,
+    if (isDownloadFailure(stderr)) {
+      notDownloaded.push(target);
+      downloadStderr ||= stderr;
+      continue;
+    }
+    console.error(`deno compile failed for ${target}:\n${stderr}`);
+  }
+  if (notDownloaded.length > 0) {
+    console.error(
+      explainDownloadFailure(downloadStderr, notDownloaded, Deno.version.deno),
     );
-    console.error(explained ?? `deno compile failed for ${target}:\n${stderr}`);
   }
   await Deno.remove(stage, { recursive: true }).catch(() => {});
   return failed === 0 ? 0 : 1;

@@ -88,3 +88,51 @@ Deno.test("migrate, run, restore, status and schedule export work with only the 
     await shop.close();
   }
 });
+
+Deno.test("daemon starts on Deno.cron and stops on SIGTERM with only the binary's permissions", async () => {
+  const shop = await makeShop(shopBackends()[0], {
+    orders: [],
+    config: { schedule: { cron: "0 0 29 2 *", timezone: "UTC" } },
+  });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...PERMISSIONS,
+      "--unstable-cron",
+      "--no-prompt",
+      MAIN,
+      "daemon",
+      "--config",
+      shop.configPath,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let seen = "";
+  try {
+    while (!/next run at /.test(seen)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    assert.match(seen, /registered with Deno\.cron/);
+    child.kill("SIGTERM");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    assert.equal((await child.status).code, 0, seen);
+    assert.doesNotMatch(seen, /NotCapable|PermissionDenied|Requires .* access/);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await shop.close();
+  }
+});

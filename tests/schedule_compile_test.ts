@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  builtProblem,
   chooseTargets,
   compileArgs,
+  denortProblem,
   explainDownloadFailure,
   EXTRA_MODULES,
+  isDownloadFailure,
   PERMISSIONS,
   stampBuild,
   TARGETS,
@@ -85,24 +88,44 @@ Deno.test("stampBuild() replaces the BUILD line and refuses if it moved", () => 
 Deno.test("explainDownloadFailure() names the runtime, the URL and DENORT_BIN", () => {
   const stderr =
     `error: Writing deno compile executable to temporary file 'x'\n\nCaused by:\n    0: Setting up base binary.\n    1: error sending request for url (https://dl.deno.land/release/v2.9.6/denort-aarch64-apple-darwin.zip): dns error\n`;
-  const text = explainDownloadFailure(stderr, "aarch64-apple-darwin", "2.9.6");
-  assert.ok(text);
-  assert.match(
-    text,
-    /needs the Deno runtime for aarch64-apple-darwin \(denort 2\.9\.6\)/,
+  assert.ok(isDownloadFailure(stderr));
+  assert.equal(isDownloadFailure("error: Module not found"), false);
+  const text = explainDownloadFailure(
+    stderr,
+    ["aarch64-apple-darwin"],
+    "2.9.6",
   );
   assert.match(
     text,
-    /download https:\/\/dl\.deno\.land\/release\/v2\.9\.6\/denort-aarch64-apple-darwin\.zip/,
+    /needs the Deno runtime \(denort 2\.9\.6\) for aarch64-apple-darwin/,
+  );
+  assert.match(
+    text,
+    /download\n {7}https:\/\/dl\.deno\.land\/release\/v2\.9\.6\/denort-aarch64-apple-darwin\.zip\n/,
   );
   assert.match(
     text,
     /DENORT_BIN=\/path\/to\/denort deno task compile --target aarch64-apple-darwin/,
   );
-  assert.equal(
-    explainDownloadFailure("error: Module not found", "x", "2"),
-    null,
+  // The Windows runtime is denort.exe.
+  assert.match(
+    explainDownloadFailure(stderr, ["x86_64-pc-windows-msvc"], "2.9.6"),
+    /DENORT_BIN=\/path\/to\/denort\.exe deno task compile --target x86_64-pc-windows-msvc/,
   );
+});
+
+Deno.test("denortProblem() and builtProblem() tell deno and other programs from the runtime and the result", () => {
+  assert.match(
+    denortProblem(
+      "deno 2.9.6 (stable, release, x86_64-unknown-linux-gnu)\nv8 14",
+    )!,
+    /the deno command-line tool \("deno 2\.9\.6 \(stable/,
+  );
+  assert.equal(denortProblem(null), null);
+  assert.equal(denortProblem("something else"), null);
+  assert.equal(builtProblem("image-agent 0.1.0 (abc 2026-12-04)"), null);
+  assert.match(builtProblem("deno 2.9.6")!, /printed "deno 2\.9\.6"/);
+  assert.match(builtProblem(null)!, /does not run/);
 });
 
 Deno.test("deno task compile says clearly what is missing when offline", async () => {
@@ -145,4 +168,71 @@ Deno.test("deno task compile refuses a DENORT_BIN that does not exist", async ()
     new TextDecoder().decode(out.stderr),
     /DENORT_BIN is set to "\/nonexistent\/denort", which does not exist/,
   );
+});
+
+async function compileTask(env: Record<string, string>, args: string[] = []) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "compile", ...args],
+    cwd: REPO,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(300_000),
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("deno task compile explains a missing runtime once for all targets", async () => {
+  const r = await compileTask({ DENORT_BIN: "" });
+  if (r.code === 0) return; // with network access every target builds
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.stderr.split("To provide it without network access").length - 1,
+    1,
+    r.stderr,
+  );
+  for (const t of TARGETS) {
+    if (!r.stderr.includes(`denort-${t}.zip`)) continue; // built after all
+    assert.ok(r.stderr.includes(`--target ${t}`), t);
+  }
+  assert.match(r.stderr, /DENORT_BIN=\/path\/to\/denort\.exe deno task/);
+});
+
+Deno.test("deno task compile refuses the deno tool itself as DENORT_BIN", async () => {
+  const r = await compileTask({ DENORT_BIN: Deno.execPath() });
+  assert.equal(r.code, 1);
+  assert.match(
+    r.stderr,
+    /Cannot build with DENORT_BIN=".*": it is the deno command-line tool \("deno \d/,
+  );
+  assert.doesNotMatch(r.stderr, /built dist/);
+});
+
+Deno.test("deno task compile removes a result that is not image-agent", async () => {
+  // Any ELF program is accepted by deno compile as a runtime: the result
+  // then runs that program instead of image-agent.
+  const dir = await Deno.makeTempDir({ prefix: "ia-denort-" });
+  try {
+    const fake = join(dir, "denort");
+    await Deno.copyFile("/bin/true", fake);
+    const r = await compileTask({ DENORT_BIN: fake });
+    assert.equal(r.code, 1, r.stderr);
+    const name = `image-agent-${Deno.build.target}`;
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `Cannot build dist/${name}: the result is not image-agent \\(its --version printed "true`,
+      ),
+    );
+    assert.match(r.stderr, /must be the denort runtime unzipped from denort-/);
+    let left = true;
+    try {
+      await Deno.stat(join(REPO, "dist", name));
+    } catch {
+      left = false;
+    }
+    assert.equal(left, false, "the wrong binary is not left in dist/");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

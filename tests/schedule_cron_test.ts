@@ -126,6 +126,19 @@ Deno.test("nextFire() fires once in the hour repeated in autumn", () => {
   );
 });
 
+Deno.test("nextFire() takes the second of a repeated time only when starting between the two", () => {
+  // New York repeats 01:00-02:00 on 2026-11-01: 01:45 is 05:45Z, then 06:45Z.
+  const next = (after: string) =>
+    nextFire("45 1 * * *", new Date(after), "America/New_York").toISOString();
+  // Started after the first 01:45 but before the second: the second, as
+  // systemd-analyze calendar --base-time='2026-11-01 06:30:00 UTC' says.
+  assert.equal(next("2026-11-01T06:30:00Z"), "2026-11-01T06:45:00.000Z");
+  // Chained from the first 01:45 itself: the wall clock shows 01:45 again an
+  // hour later, which is not a new slot.
+  assert.equal(next("2026-11-01T05:45:00Z"), "2026-11-02T06:45:00.000Z");
+  assert.equal(next("2026-11-01T05:00:00Z"), "2026-11-01T05:45:00.000Z");
+});
+
 Deno.test("nextFire() refuses a schedule that never fires", () => {
   assert.throws(
     () => nextFire("0 0 31 2 *", new Date("2026-01-01T00:00:00Z"), "UTC"),

@@ -1,12 +1,15 @@
 /**
- * The daemon loop on a manual clock: it fires at the configured local time
- * across a DST change, never runs two passes at once, and stops cleanly.
+ * The daemon on minute ticks from a manual clock, as Deno.cron would give
+ * them: it runs at the configured local time across DST changes, once per
+ * slot, never two passes at once, and stops cleanly.
  */
 
 import assert from "node:assert/strict";
-import { type Clock, ManualClock } from "../src/clock.ts";
+import { ManualClock } from "../src/clock.ts";
+import { ConfigError } from "../src/errors.ts";
 import { wallTime } from "../src/schedule/cron.ts";
 import { runDaemon, type RunOnce } from "../src/schedule/daemon.ts";
+import { ManualTicks, noTicks } from "./fakes/manual_ticks.ts";
 
 function memoryLog() {
   const lines: string[] = [];
@@ -18,55 +21,93 @@ function memoryLog() {
   };
 }
 
-Deno.test("runDaemon() fires at the local time across the spring DST change", async () => {
-  const clock = new ManualClock("2026-03-27T12:00:00Z");
-  const starts: Date[] = [];
-  const runOnce: RunOnce = () => {
-    starts.push(clock.now());
-    clock.advance(10 * 60 * 1000); // a ten-minute pass
-    return Promise.resolve(0);
-  };
-  const result = await runDaemon({
-    cron: "30 3 * * *",
-    timeZone: "Europe/Berlin",
-    clock,
-    runOnce,
-    signal: new AbortController().signal,
-    log: memoryLog(),
-    maxRuns: 4,
+/** Runs the daemon from `start` until `until`, recording each run's start. */
+async function daemonBetween(
+  start: string,
+  until: string,
+  options: {
+    cron: string;
+    timeZone: string;
+    runMs?: number;
+    lateMs?: number;
+    beforeTick?: (clock: ManualClock, at: Date) => void;
+  },
+) {
+  const clock = new ManualClock(start);
+  const starts: string[] = [];
+  const log = memoryLog();
+  const ticks = new ManualTicks(clock, {
+    until: new Date(until),
+    lateMs: options.lateMs ?? 0,
+    beforeTick: (at) => options.beforeTick?.(clock, at),
   });
-  assert.equal(result.runs, 4);
+  const result = await runDaemon({
+    cron: options.cron,
+    timeZone: options.timeZone,
+    clock,
+    ticks,
+    runOnce: () => {
+      starts.push(clock.now().toISOString());
+      clock.advance(options.runMs ?? 60_000);
+      return Promise.resolve(0);
+    },
+    signal: new AbortController().signal,
+    log,
+  });
+  return { result, starts, log, ticks };
+}
+
+Deno.test("runDaemon() runs at the local time across the spring DST change", async () => {
+  const { starts } = await daemonBetween(
+    "2026-03-27T12:00:00Z",
+    "2026-03-31T12:00:00Z",
+    { cron: "30 3 * * *", timeZone: "Europe/Berlin" },
+  );
   // 03:30 local every day: UTC+1 before 29 March, UTC+2 from then on.
-  assert.deepEqual(starts.map((d) => d.toISOString()), [
+  assert.deepEqual(starts, [
     "2026-03-28T02:30:00.000Z",
     "2026-03-29T01:30:00.000Z",
     "2026-03-30T01:30:00.000Z",
     "2026-03-31T01:30:00.000Z",
   ]);
   for (const d of starts) {
-    const w = wallTime(d, "Europe/Berlin");
+    const w = wallTime(new Date(d), "Europe/Berlin");
     assert.equal(`${w.hour}:${w.minute}`, "3:30");
   }
 });
 
-Deno.test("runDaemon() fires once in the repeated autumn hour", async () => {
-  const clock = new ManualClock("2026-10-24T12:00:00Z");
-  const starts: string[] = [];
-  await runDaemon({
-    cron: "30 2 * * *",
-    timeZone: "Europe/Berlin",
-    clock,
-    runOnce: () => {
-      starts.push(clock.now().toISOString());
-      return Promise.resolve(0);
-    },
-    signal: new AbortController().signal,
-    log: memoryLog(),
-    maxRuns: 2,
-  });
-  assert.deepEqual(starts, [
+Deno.test("runDaemon() skips a local time that does not exist that night", async () => {
+  const { starts } = await daemonBetween(
+    "2026-03-28T12:00:00Z",
+    "2026-03-30T12:00:00Z",
+    { cron: "30 2 * * *", timeZone: "Europe/Berlin" },
+  );
+  // 02:30 does not exist on 29 March in Berlin.
+  assert.deepEqual(starts, ["2026-03-30T00:30:00.000Z"]);
+});
+
+Deno.test("runDaemon() runs once in the hour repeated in autumn", async () => {
+  const berlin = await daemonBetween(
+    "2026-10-24T12:00:00Z",
+    "2026-10-26T12:00:00Z",
+    { cron: "30 2 * * *", timeZone: "Europe/Berlin" },
+  );
+  assert.deepEqual(berlin.starts, [
     "2026-10-25T00:30:00.000Z",
     "2026-10-26T01:30:00.000Z",
+  ]);
+  // Every quarter of New York's 01:00-01:59, which happens twice on
+  // 1 November: each local time once, at its first occurrence.
+  const ny = await daemonBetween(
+    "2026-11-01T03:00:00Z",
+    "2026-11-01T09:00:00Z",
+    { cron: "*/15 1 * * *", timeZone: "America/New_York" },
+  );
+  assert.deepEqual(ny.starts, [
+    "2026-11-01T05:00:00.000Z",
+    "2026-11-01T05:15:00.000Z",
+    "2026-11-01T05:30:00.000Z",
+    "2026-11-01T05:45:00.000Z",
   ]);
 });
 
@@ -80,18 +121,24 @@ Deno.test("runDaemon() never overlaps runs and skips slots passed during one", a
     maxActive = Math.max(maxActive, active);
     const start = clock.now().toISOString();
     // A pass of 50 minutes on a schedule of every 15 minutes.
-    await clock.sleep(50 * 60 * 1000);
+    await Promise.resolve();
+    clock.advance(50 * 60 * 1000);
     spans.push([start, clock.now().toISOString()]);
     active--;
     return 0;
   };
+  const log = memoryLog();
   await runDaemon({
     cron: "*/15 * * * *",
     timeZone: "UTC",
     clock,
+    ticks: new ManualTicks(clock, {
+      until: new Date("2026-06-01T03:00:00Z"),
+      lateMs: 0,
+    }),
     runOnce,
     signal: new AbortController().signal,
-    log: memoryLog(),
+    log,
     maxRuns: 3,
   });
   assert.equal(maxActive, 1);
@@ -99,6 +146,68 @@ Deno.test("runDaemon() never overlaps runs and skips slots passed during one", a
     ["2026-06-01T00:15:00.000Z", "2026-06-01T01:05:00.000Z"],
     ["2026-06-01T01:15:00.000Z", "2026-06-01T02:05:00.000Z"],
     ["2026-06-01T02:15:00.000Z", "2026-06-01T03:05:00.000Z"],
+  ]);
+  assert.ok(
+    log.lines.includes("info skipped 3 run(s) due while run 1 was going on"),
+    log.lines.join("\n"),
+  );
+});
+
+Deno.test("runDaemon() counts a tick a few seconds late for its minute, and skips one far too late", async () => {
+  const late = await daemonBetween(
+    "2026-06-01T00:00:30Z",
+    "2026-06-01T02:30:00Z",
+    { cron: "0 * * * *", timeZone: "UTC", lateMs: 3000 },
+  );
+  assert.deepEqual(late.starts, [
+    "2026-06-01T01:00:03.000Z",
+    "2026-06-01T02:00:03.000Z",
+  ]);
+  // The process stalls (or the clock is set forward) from 00:59 to 01:07.
+  let jumped = false;
+  const stalled = await daemonBetween(
+    "2026-06-01T00:00:30Z",
+    "2026-06-01T02:30:00Z",
+    {
+      cron: "0 * * * *",
+      timeZone: "UTC",
+      beforeTick: (clock, at) => {
+        if (!jumped && at.toISOString() === "2026-06-01T00:59:00.000Z") {
+          jumped = true;
+          clock.advance(8 * 60 * 1000);
+        }
+      },
+    },
+  );
+  assert.deepEqual(stalled.starts, ["2026-06-01T02:00:00.000Z"]);
+  assert.ok(
+    stalled.log.lines.some((l) =>
+      l.startsWith("warn skipped 1 run(s) due from 2026-06-01 01:00 (UTC") &&
+      l.includes("more than 5 minutes late")
+    ),
+    stalled.log.lines.join("\n"),
+  );
+});
+
+Deno.test("runDaemon() never runs a slot twice when the clock is set back", async () => {
+  let setBack = false;
+  const { starts } = await daemonBetween(
+    "2026-06-01T01:00:30Z",
+    "2026-06-02T02:30:00Z",
+    {
+      cron: "0 2 * * *",
+      timeZone: "UTC",
+      beforeTick: (clock, at) => {
+        if (!setBack && at.toISOString() === "2026-06-01T02:10:00.000Z") {
+          setBack = true;
+          clock.advance(-60 * 60 * 1000);
+        }
+      },
+    },
+  );
+  assert.deepEqual(starts, [
+    "2026-06-01T02:00:00.000Z",
+    "2026-06-02T02:00:00.000Z",
   ]);
 });
 
@@ -111,6 +220,7 @@ Deno.test("runDaemon() keeps going when a run is locked out or throws", async ()
     cron: "0 * * * *",
     timeZone: "UTC",
     clock,
+    ticks: new ManualTicks(clock, { until: new Date("2026-06-02T00:00:00Z") }),
     runOnce: () => {
       const code = codes[i++];
       return code < 0
@@ -134,71 +244,91 @@ Deno.test("runDaemon() keeps going when a run is locked out or throws", async ()
 Deno.test("runDaemon() lets the run in hand finish on SIGTERM, then stops", async () => {
   const clock = new ManualClock("2026-06-01T00:00:00Z");
   const controller = new AbortController();
+  const log = memoryLog();
   let sawAbort = false;
   const result = await runDaemon({
     cron: "0 * * * *",
     timeZone: "UTC",
     clock,
+    ticks: new ManualTicks(clock, { until: new Date("2026-06-02T00:00:00Z") }),
     runOnce: (signal) => {
       controller.abort(new Error("SIGTERM")); // arrives mid-run
       sawAbort = signal.aborted; // the engine stops after the order in hand
-      return Promise.resolve(0);
+      return Promise.resolve(1);
     },
     signal: controller.signal,
-    log: memoryLog(),
+    log,
   });
   assert.equal(sawAbort, true);
   assert.deepEqual(result, { runs: 1, exitCode: 0 });
+  assert.ok(
+    log.lines.includes(
+      "info daemon: run 1 finishes the order in hand, then the daemon exits",
+    ),
+    log.lines.join("\n"),
+  );
+  assert.ok(
+    log.lines.some((l) =>
+      /^info run 1 stopped on request after \d+ s; the next run continues where it stopped$/
+        .test(l)
+    ),
+    log.lines.join("\n"),
+  );
+  assert.ok(!log.lines.some((l) => l.includes("ended with exit code")));
 });
 
-Deno.test("runDaemon() stops at once when the signal comes while it waits", async () => {
+Deno.test("runDaemon() stops at once when the signal comes while it is idle", async () => {
   const controller = new AbortController();
-  // A clock whose sleep only ends when aborted, as a real wait would.
-  const clock: Clock = {
-    now: () => new Date("2026-06-01T00:00:00Z"),
-    sleep: (_ms, signal) =>
-      new Promise((_resolve, reject) => {
-        signal?.addEventListener("abort", () => reject(signal.reason), {
-          once: true,
-        });
-      }),
-  };
+  const log = memoryLog();
+  const nexts: string[] = [];
   let runs = 0;
   const done = runDaemon({
     cron: "0 2 * * *",
     timeZone: "Asia/Shanghai",
-    clock,
+    clock: new ManualClock("2026-06-01T00:00:00Z"),
+    ticks: noTicks,
     runOnce: () => {
       runs++;
       return Promise.resolve(0);
     },
     signal: controller.signal,
-    log: memoryLog(),
+    log,
+    onNext: (d) => nexts.push(d.toISOString()),
   });
-  await Promise.resolve();
+  await new Promise((r) => setTimeout(r, 10));
   controller.abort(new Error("SIGINT"));
   assert.deepEqual(await done, { runs: 0, exitCode: 0 });
   assert.equal(runs, 0);
+  assert.deepEqual(nexts, ["2026-06-01T18:00:00.000Z"]);
+  assert.deepEqual(log.lines, [
+    'info daemon: cron "0 2 * * *" in Asia/Shanghai; registered with no ticks; stop with Ctrl-C or SIGTERM',
+    "info next run at 2026-06-02 02:00 (Asia/Shanghai, UTC+08:00)",
+    "info daemon: no run in progress; exiting",
+    "info daemon stopped after 0 run(s)",
+  ]);
 });
 
-Deno.test("runDaemon() wakes at least every maxSleepMs to re-read the clock", async () => {
-  const sleeps: number[] = [];
-  const clock = new ManualClock("2026-06-01T00:00:00Z");
-  const recording: Clock = {
-    now: () => clock.now(),
-    sleep: (ms, signal) => {
-      sleeps.push(ms);
-      return clock.sleep(ms, signal);
+Deno.test("runDaemon() refuses a zone whose offset is not whole minutes", async () => {
+  // Liberia kept UTC-00:44:30 until 1972.
+  await assert.rejects(
+    () =>
+      runDaemon({
+        cron: "0 2 * * *",
+        timeZone: "Africa/Monrovia",
+        clock: new ManualClock("1971-06-01T00:00:00Z"),
+        ticks: noTicks,
+        runOnce: () => Promise.resolve(0),
+        signal: new AbortController().signal,
+        log: memoryLog(),
+      }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.key, "schedule.timezone");
+      assert.match(
+        err.message,
+        /^Cannot run the daemon in schedule.timezone "Africa\/Monrovia": its offset on 1971-06-01 is UTC-00:44:30, not a whole number of minutes/,
+      );
+      return true;
     },
-  };
-  await runDaemon({
-    cron: "0 3 * * *",
-    timeZone: "UTC",
-    clock: recording,
-    runOnce: () => Promise.resolve(0),
-    signal: new AbortController().signal,
-    log: memoryLog(),
-    maxRuns: 1,
-  });
-  assert.deepEqual(sleeps, [3600000, 3600000, 3600000]);
+  );
 });

@@ -6,8 +6,13 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { nextFires, parseCron } from "../src/schedule/cron.ts";
-import { crontabEntry } from "../src/schedule/crontab.ts";
+import {
+  instantsOf,
+  nextFires,
+  parseCron,
+  zoneOffsetMinutes,
+} from "../src/schedule/cron.ts";
+import { crontabEntry, crontabMergeCommand } from "../src/schedule/crontab.ts";
 import {
   type ScheduleConfig,
   schedulerFiles,
@@ -114,6 +119,54 @@ Deno.test("toOnCalendar() elapses exactly when cron fires in its zone", async ()
   }
 });
 
+// Steps that do not divide their range: systemd must not lose the first
+// slot after a rollover (a new hour, day, month or year).
+const UNEVEN_STEPS = [
+  { cron: "0 */5 * * *", zone: "Asia/Shanghai" },
+  { cron: "*/7 * * * *", zone: "Europe/Berlin" },
+  { cron: "*/25 * * * *", zone: "America/New_York" },
+  { cron: "0 3 */7 * *", zone: "UTC" },
+];
+
+Deno.test("schedulerFiles() systemd timer keeps every slot of a step that does not divide its range", async () => {
+  for (const { cron, zone } of UNEVEN_STEPS) {
+    const [service, timer] = schedulerFiles("systemd", target(cron, zone));
+    const r = await verifyUnits(
+      { [service.name]: service.text, [timer.name]: timer.text },
+      BINARY,
+    );
+    assert.equal(r.output, "", `${cron}: ${r.output}`);
+    const calendars = [...timer.text.matchAll(/^OnCalendar=(.*)$/gm)].map((
+      m,
+    ) => m[1]);
+    assert.equal(calendars.length, 1, timer.text);
+    // A few hours before local midnight of a new year, and an ordinary day:
+    // 60 fires cross a new hour, day, month and year for these steps.
+    const newYear = instantsOf(
+      { year: 2027, month: 1, day: 1, hour: 0, minute: 0, second: 0 },
+      zone,
+    )[0];
+    const bases = [
+      new Date(newYear.getTime() - 3 * 3600000),
+      new Date(newYear.getTime() - 40 * 86400000),
+      NOW,
+    ];
+    for (const base of bases) {
+      const expected = nextFires(cron, base, zone, 60).map((d) =>
+        d.toISOString()
+      );
+      const actual = (await calendarElapses(calendars[0], base, 60)).map((d) =>
+        d.toISOString()
+      );
+      assert.deepEqual(
+        actual,
+        expected,
+        `"${cron}" in ${zone} from ${base.toISOString()}: ${calendars[0]}`,
+      );
+    }
+  }
+});
+
 Deno.test("toOnCalendar() writes the documented forms", () => {
   const cal = (cron: string, zone = "UTC") =>
     toOnCalendar(parseCron(cron), zone);
@@ -121,14 +174,17 @@ Deno.test("toOnCalendar() writes the documented forms", () => {
     "*-*-* 02:00:00 Asia/Shanghai",
   ]);
   assert.deepEqual(cal("*/15 9-17 * * 1-5", "Europe/Berlin"), [
-    "Mon..Fri *-*-* 09..17:00/15:00 Europe/Berlin",
+    "Mon..Fri *-*-* 09..17:00..45/15:00 Europe/Berlin",
   ]);
   assert.deepEqual(cal("30 3 1,15 * *"), ["*-*-01,15 03:30:00 UTC"]);
   assert.deepEqual(cal("0 0 13 * 5"), [
     "*-*-13 00:00:00 UTC",
     "Fri *-*-* 00:00:00 UTC",
   ]);
-  assert.deepEqual(cal("0 0 1 */3 *"), ["*-01/3-01 00:00:00 UTC"]);
+  assert.deepEqual(cal("0 0 1 */3 *"), ["*-01..10/3-01 00:00:00 UTC"]);
+  assert.deepEqual(cal("*/7 * * * *"), ["*-*-* *:00..56/7:00 UTC"]);
+  assert.deepEqual(cal("0 */5 * * *"), ["*-*-* 00..20/5:00:00 UTC"]);
+  assert.deepEqual(cal("0 3 */7 * *"), ["*-*-01..29/7 03:00:00 UTC"]);
   assert.deepEqual(cal("0 0 * * 5-7"), ["Fri..Sun *-*-* 00:00:00 UTC"]);
   assert.deepEqual(cal("0 0 * * 1,3"), ["Mon,Wed *-*-* 00:00:00 UTC"]);
 });
@@ -178,15 +234,46 @@ Deno.test("schedulerFiles() systemd service is a hardened oneshot with write acc
     service,
     /^ReadWritePaths="\/srv\/shop\/hd images" \/var\/lib\/image-agent \/mnt\/nas\/backup \/srv\/shop\/db$/m,
   );
+  // A run started at boot waits for the NAS instead of failing without it.
+  assert.match(
+    service,
+    /^\[Unit\][^[]*^RequiresMountsFor="\/srv\/shop\/hd images" \/var\/lib\/image-agent \/mnt\/nas\/backup \/srv\/shop\/db$/m,
+  );
   assert.match(timer, /^OnCalendar=\*-\*-13 00:00:00 UTC$/m);
   assert.match(timer, /^OnCalendar=Fri \*-\*-\* 00:00:00 UTC$/m);
   assert.match(timer, /^Persistent=true$/m);
   assert.match(timer, /^RandomizedDelaySec=600$/m);
   assert.match(timer, /^Unit=image-agent.service$/m);
+  assert.match(
+    timer,
+    /^Description=image-agent scheduled run \(cron "0 0 13 \* 5", UTC\)$/m,
+  );
   assert.doesNotMatch(
     schedulerFiles("systemd", target("0 2 * * *", "UTC"))[1].text,
     /RandomizedDelaySec/,
   );
+});
+
+Deno.test("schedulerFiles() systemd service turns PrivateTmp off for folders under /tmp, and says so", async () => {
+  const t = target("0 2 * * *", "UTC");
+  t.config.images.root = "/tmp/shop/hd";
+  t.config.backup.local.dir = "/var/tmp/backup";
+  const [service, timer] = schedulerFiles("systemd", t);
+  assert.match(service.text, /^PrivateTmp=false$/m);
+  assert.doesNotMatch(service.text, /^PrivateTmp=true$/m);
+  assert.deepEqual(service.warnings?.length, 1);
+  assert.match(
+    service.warnings![0],
+    /^PrivateTmp= is off in image-agent.service: \/tmp\/shop\/hd, \/var\/tmp\/backup is under \/tmp or \/var\/tmp/,
+  );
+  const r = await verifyUnits(
+    { [service.name]: service.text, [timer.name]: timer.text },
+    BINARY,
+  );
+  assert.equal(r.output, "");
+  // Nothing under /tmp: the protection stays, with nothing to say.
+  const [plain] = schedulerFiles("systemd", target("0 2 * * *", "UTC"));
+  assert.deepEqual(plain.warnings, []);
 });
 
 Deno.test("writablePaths() leaves out the local backup folder for Baidu", () => {
@@ -212,8 +299,13 @@ Deno.test("schedulerFiles() cron lines pass crontab -n", async () => {
       assert.equal(r.code, 0, `${cron}: ${r.stdout}${r.stderr}`);
       const lines = file.text.trimEnd().split("\n");
       assert.equal(lines.length, 2);
-      assert.match(lines[0], /^# image-agent: nightly run/);
+      assert.match(lines[0], /^# image-agent: scheduled run \(cron "/);
     }
+    // A/S, which Debian's crontab refuses, is written as A-max/S.
+    const [stepped] = schedulerFiles("cron", target("0 5/6 * * *", "UTC"));
+    assert.match(stepped.text, /^0 5-23\/6 \* \* \* /m);
+    await Deno.writeFile(join(dir, "stepped.cron"), stepped.bytes);
+    assert.equal((await crontabCheck(join(dir, "stepped.cron"))).code, 0);
     // And the check does fail on a bad line.
     const bad = join(dir, "bad.cron");
     await Deno.writeTextFile(bad, "0 25 * * * /bin/true\n");
@@ -253,6 +345,133 @@ Deno.test("crontabEntry() shifts hours between zones a fixed offset apart", () =
   );
 });
 
+Deno.test("crontabEntry() says the zone it was written for and in", () => {
+  const entry = (zone: string, server: string) =>
+    crontabEntry({
+      binary: BINARY,
+      configFile: CONFIG_FILE,
+      schedule: parseCron("0 10 * * *"),
+      timeZone: zone,
+      serverZone: server,
+      now: NOW,
+    }).split("\n");
+  const [comment, line] = entry("Asia/Shanghai", "UTC");
+  assert.equal(
+    comment,
+    '# image-agent: scheduled run (cron "0 10 * * *" in Asia/Shanghai, written as "0 2 * * *" in UTC; managed by image-agent)',
+  );
+  assert.match(line, /^0 2 \* \* \* /);
+  assert.equal(
+    entry("UTC", "UTC")[0],
+    '# image-agent: scheduled run (cron "0 10 * * *" in UTC; managed by image-agent)',
+  );
+});
+
+Deno.test("crontabMergeCommand() replaces the old entry and keeps other lines", async () => {
+  await inTempDir(async (dir) => {
+    const old = join(dir, "old crontab");
+    const merged = join(dir, "merged");
+    const exported = join(dir, "image agent.cron");
+    await Deno.writeTextFile(
+      old,
+      "MAILTO=ops@example.com\n" +
+        "15 3 * * * /usr/bin/backup-db\n" +
+        '# image-agent: nightly run (cron "0 2 * * *" in UTC; managed by image-agent)\n' +
+        "0 2 * * * IMAGE_AGENT_TRIGGER=timer /usr/local/bin/image-agent run --config /old.json\n",
+    );
+    const [file] = schedulerFiles("cron", target("30 4 * * *", "UTC"));
+    await Deno.writeFile(exported, file.bytes);
+    // The user's crontab is a file here: `crontab -l` prints it and
+    // `crontab -` stores what it reads; the pipeline itself is real sh.
+    const r = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `crontab() { if [ "$1" = -l ]; then cat "$OLD"; else cat > "$NEW"; fi; }\n${
+          crontabMergeCommand(exported)
+        }`,
+      ],
+      env: { OLD: old, NEW: merged },
+    }).output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    const text = await Deno.readTextFile(merged);
+    assert.equal(
+      text,
+      "MAILTO=ops@example.com\n15 3 * * * /usr/bin/backup-db\n" + file.text,
+    );
+    const check = await crontabCheck(merged);
+    assert.equal(check.code, 0, check.stderr);
+  });
+});
+
+Deno.test("crontabEntry() moves hours across midnight, and weekdays with them", async () => {
+  // Each converted line, read in the server's zone, must fire exactly when
+  // the schedule fires in its own zone, and pass crontab -n.
+  const cases = [
+    {
+      cron: "0 2 * * *",
+      zone: "Asia/Shanghai",
+      server: "UTC",
+      line: "0 18 * * *",
+    },
+    {
+      cron: "*/15 * * * *",
+      zone: "Asia/Shanghai",
+      server: "UTC",
+      line: "*/15 * * * *",
+    },
+    {
+      cron: "0 */5 * * *",
+      zone: "Asia/Shanghai",
+      server: "UTC",
+      line: "0 2,7,12,16,21 * * *",
+    },
+    {
+      cron: "30 1,3 * * 1-5",
+      zone: "Asia/Tokyo",
+      server: "UTC",
+      line: "30 16,18 * * 0-4",
+    },
+    {
+      cron: "0 22 * * 0",
+      zone: "UTC",
+      server: "Asia/Shanghai",
+      line: "0 6 * * 1",
+    },
+    {
+      cron: "0 0 * * *",
+      zone: "Europe/Berlin",
+      server: "Europe/London",
+      line: "0 23 * * *",
+    },
+  ];
+  await inTempDir(async (dir) => {
+    for (const c of cases) {
+      const text = crontabEntry({
+        binary: BINARY,
+        configFile: CONFIG_FILE,
+        schedule: parseCron(c.cron),
+        timeZone: c.zone,
+        serverZone: c.server,
+        now: NOW,
+      });
+      const line = text.split("\n")[1];
+      const fields = line.split(" ").slice(0, 5).join(" ");
+      assert.equal(fields, c.line, `${c.cron} in ${c.zone}`);
+      for (const base of [NOW, new Date("2026-03-28T00:00:00Z")]) {
+        assert.deepEqual(
+          nextFires(fields, base, c.server, 50),
+          nextFires(c.cron, base, c.zone, 50),
+          `"${c.cron}" in ${c.zone} as "${fields}" in ${c.server}`,
+        );
+      }
+      const path = join(dir, "image-agent.cron");
+      await Deno.writeTextFile(path, text);
+      const r = await crontabCheck(path);
+      assert.equal(r.code, 0, `${fields}: ${r.stdout}${r.stderr}`);
+    }
+  });
+});
+
 Deno.test("crontabEntry() refuses a zone it cannot convert, saying why", () => {
   const entry = (cron: string, zone: string) => () =>
     crontabEntry({
@@ -264,7 +483,14 @@ Deno.test("crontabEntry() refuses a zone it cannot convert, saying why", () => {
       now: NOW,
     });
   assert.throws(entry("0 2 * * *", "Europe/Berlin"), /CRON_TZ/);
-  assert.throws(entry("0 2 * * *", "Asia/Shanghai"), /falls on another day/);
+  assert.throws(
+    entry("0 2 1 * *", "Asia/Shanghai"),
+    /falls on another day .* its day of month or month cannot move/,
+  );
+  assert.throws(
+    entry("0 2,12 * * 1", "Asia/Shanghai"),
+    /falls on two different days .* its day of week cannot move/,
+  );
   assert.throws(entry("0 2 * * *", "Asia/Kolkata"), /whole hours/);
 });
 
@@ -417,4 +643,63 @@ Deno.test("schedulerFiles() refuses what launchd cannot express", () => {
       }),
     /Mac's own time zone/,
   );
+});
+
+// --- next fire times across DST changes, against systemd -------------------
+
+/** The instants in 2026 at which a zone's offset changes. */
+function offsetChanges(zone: string): Date[] {
+  const out: Date[] = [];
+  const start = Date.UTC(2026, 0, 1);
+  let prev = zoneOffsetMinutes(new Date(start), zone);
+  for (let t = start + 900000; t < Date.UTC(2027, 0, 1); t += 900000) {
+    const off = zoneOffsetMinutes(new Date(t), zone);
+    if (off !== prev) out.push(new Date(t));
+    prev = off;
+  }
+  return out;
+}
+
+Deno.test("nextFire() agrees with systemd from any start around a DST change", async () => {
+  const cases = [
+    { zone: "America/New_York", crons: ["45 1 * * *", "*/15 1-2 * * *"] },
+    { zone: "Europe/Berlin", crons: ["30 2 * * *", "*/20 1-3 * * *"] },
+    // Lord Howe moves its clocks by half an hour.
+    { zone: "Australia/Lord_Howe", crons: ["45 1 * * *", "*/10 1-2 * * *"] },
+  ];
+  const checks: { cron: string; zone: string; base: Date }[] = [];
+  for (const { zone, crons } of cases) {
+    const changes = offsetChanges(zone);
+    assert.equal(changes.length, 2, zone);
+    for (const change of changes) {
+      // Every 5 minutes from 2 h before to 2 h after the change, so starts
+      // fall on slots, between them and inside the repeated hour.
+      for (let m = -120; m <= 120; m += 5) {
+        const base = new Date(change.getTime() + m * 60000);
+        for (const cron of crons) checks.push({ cron, zone, base });
+      }
+    }
+  }
+  const failures: string[] = [];
+  for (let i = 0; i < checks.length; i += 16) {
+    await Promise.all(
+      checks.slice(i, i + 16).map(async (c) => {
+        const [calendar] = toOnCalendar(parseCron(c.cron), c.zone);
+        const want = (await calendarElapses(calendar, c.base, 6)).map((d) =>
+          d.toISOString()
+        );
+        const got = nextFires(c.cron, c.base, c.zone, 6).map((d) =>
+          d.toISOString()
+        );
+        if (want.join() !== got.join()) {
+          failures.push(
+            `"${c.cron}" in ${c.zone} from ${c.base.toISOString()}: systemd ${
+              want[0]
+            }, ${want[1]}; nextFires ${got[0]}, ${got[1]}`,
+          );
+        }
+      }),
+    );
+  }
+  assert.deepEqual(failures, []);
 });

@@ -6,6 +6,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const SCRIPT = join(REPO, "install/install.sh");
 
@@ -114,6 +123,11 @@ Deno.test("install.sh says what it needs when there is no config", async () => {
     const r = await run(env, [join(dir, "image-agent-build")]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /set SHOP_DB=\/path\/to\/shop\.db and IMAGES_DIR=/);
+    assert.match(r.stderr, /nothing was installed/);
+    // Checked before anything is put in place: no binary without a config.
+    for (const p of ["usr/bin/image-agent", "etc", "var", "calls.log"]) {
+      assert.equal(await exists(join(dir, p)), false, p);
+    }
   });
 });
 

@@ -11,6 +11,7 @@ import {
   makeUninstallCommand,
   type SystemAccess,
 } from "../src/cli/schedule.ts";
+import { makeStatusCommand } from "../src/cli/status.ts";
 import { ManualClock } from "../src/clock.ts";
 import { AgentError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
@@ -33,7 +34,13 @@ interface Machine {
 }
 
 async function withMachine(
-  options: { os?: string; systemd?: boolean; zone?: string },
+  options: {
+    os?: string;
+    systemd?: boolean;
+    zone?: string;
+    /** The machine's own zone (default: the config's zone). */
+    machineZone?: string;
+  },
   fn: (m: Machine) => Promise<void>,
 ): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "ia-install-root-" });
@@ -63,7 +70,7 @@ async function withMachine(
       root,
       os: options.os ?? "linux",
       isRoot: () => options.os === "windows" ? null : root_,
-      machineZone: () => zone,
+      machineZone: () => options.machineZone ?? zone,
       run: (program, args) => {
         const line = [program, ...args].join(" ");
         ran.push(line);
@@ -177,6 +184,32 @@ Deno.test("install picks systemd when it runs, writes the units and enables the 
   });
 });
 
+Deno.test("status says what runs the schedule, or that nothing does", async () => {
+  await withMachine({ systemd: true }, async (m) => {
+    const status = makeStatusCommand(m.root);
+    const schedule = async () => {
+      m.stdout.length = 0;
+      assert.equal(await status.run(m.deps, ["--config", m.configFile]), 0);
+      return m.stdout.join("").trimEnd().split("\n").at(-1);
+    };
+    assert.equal(
+      await schedule(),
+      `Schedule: "0 2 * * *" in Europe/Berlin, not registered: nothing runs it (register it with 'image-agent install', or run 'image-agent daemon'); it would next run 2026-12-05 02:00 (Europe/Berlin, UTC+01:00)`,
+    );
+    await makeInstallCommand(m.system).run(m.deps, ["--config", m.configFile]);
+    assert.equal(
+      await schedule(),
+      `Schedule: "0 2 * * *" in Europe/Berlin, run by the systemd timer; next run 2026-12-05 02:00 (Europe/Berlin, UTC+01:00)`,
+    );
+    m.stdout.length = 0;
+    await status.run(m.deps, ["--config", m.configFile, "--json"]);
+    const json = JSON.parse(m.stdout.join("")).schedule;
+    assert.deepEqual(json.registered, ["systemd"]);
+    assert.equal(json.nextRun, "2026-12-05T01:00:00.000Z");
+    assert.equal(json.daemon, null);
+  });
+});
+
 Deno.test("install --dry-run prints files and commands and changes nothing", async () => {
   await withMachine({ systemd: true }, async (m) => {
     m.setRoot(false);
@@ -190,7 +223,12 @@ Deno.test("install --dry-run prints files and commands and changes nothing", asy
     assert.equal(await exists(join(m.root, "var")), false);
     const out = m.stdout.join("");
     assert.match(out, /^Dry run: installing the systemd entry/);
-    assert.match(out, /note: this needs root; run it with sudo/);
+    assert.ok(
+      out.includes(
+        `note: this needs root; run it with sudo: sudo image-agent install --config ${m.configFile}\n`,
+      ),
+      out,
+    );
     assert.match(
       out,
       /would create folder .*var\/lib\/image-agent \(mode 0700\)/,
@@ -213,14 +251,24 @@ Deno.test("install says it needs root, and writes nothing without it", async () 
     m.setRoot(false);
     const install = makeInstallCommand(m.system);
     await assert.rejects(
-      () => install.run(m.deps, ["--config", m.configFile]),
+      () =>
+        install.run(m.deps, [
+          "--scheduler",
+          "systemd",
+          "--config",
+          `${m.configFile}/../config.json`,
+        ]),
       (err: unknown) => {
         assert.ok(err instanceof AgentError);
         assert.match(
           err.message,
           /'install' needs root to register the systemd entry/,
         );
-        assert.match(err.hint ?? "", /sudo image-agent install/);
+        // The same arguments, with the config sudo would not find by itself.
+        assert.equal(
+          err.hint,
+          `run it again as root: sudo image-agent install --scheduler systemd --config ${m.configFile}`,
+        );
         return true;
       },
     );
@@ -251,6 +299,31 @@ Deno.test("uninstall stops the timer, removes the units, and is idempotent", asy
   });
 });
 
+Deno.test("uninstall without root succeeds when nothing is installed", async () => {
+  await withMachine({ systemd: true }, async (m) => {
+    m.setRoot(false);
+    const uninstall = makeUninstallCommand(m.system);
+    assert.equal(await uninstall.run(m.deps, ["--config", m.configFile]), 0);
+    assert.match(m.stdout.join(""), /nothing to remove: no systemd entry/);
+    assert.deepEqual(m.ran, []);
+
+    // With something there, it still says it needs root and removes nothing.
+    m.setRoot(true);
+    await makeInstallCommand(m.system).run(m.deps, ["--config", m.configFile]);
+    m.setRoot(false);
+    m.ran.length = 0;
+    await assert.rejects(
+      () => uninstall.run(m.deps, ["--config", m.configFile]),
+      /'uninstall' needs root to remove the systemd entry/,
+    );
+    assert.deepEqual(m.ran, []);
+    assert.equal(
+      await exists(join(m.root, "etc/systemd/system/image-agent.timer")),
+      true,
+    );
+  });
+});
+
 Deno.test("install falls back to /etc/cron.d when systemd is not running", async () => {
   await withMachine({ systemd: false, zone: "UTC" }, async (m) => {
     assert.equal(
@@ -262,7 +335,7 @@ Deno.test("install falls back to /etc/cron.d when systemd is not running", async
     );
     const file = join(m.root, "etc/cron.d/image-agent");
     const text = await Deno.readTextFile(file);
-    assert.match(text, /^# image-agent: nightly run/);
+    assert.match(text, /^# image-agent: scheduled run/);
     assert.equal(
       text.split("\n")[1],
       `0 2 * * * root IMAGE_AGENT_TRIGGER=timer ${BINARY} run --config ${m.configFile}`,
@@ -278,6 +351,55 @@ Deno.test("install falls back to /etc/cron.d when systemd is not running", async
       0,
     );
     assert.equal(await exists(file), false);
+  });
+});
+
+Deno.test("install --dry-run on a UTC server converts a Shanghai schedule for cron", async () => {
+  await withMachine(
+    { systemd: false, zone: "Asia/Shanghai", machineZone: "UTC" },
+    async (m) => {
+      const install = makeInstallCommand(m.system);
+      assert.equal(
+        await install.run(m.deps, ["--config", m.configFile, "--dry-run"]),
+        0,
+      );
+      const out = m.stdout.join("");
+      assert.match(out, /^ {4}0 18 \* \* \* root IMAGE_AGENT_TRIGGER=timer /m);
+      assert.match(out, /next run: 2026-12-05 02:00 \(Asia\/Shanghai/);
+    },
+  );
+});
+
+Deno.test("install says why it picked cron, and warns when cron is not running", async () => {
+  await withMachine({ systemd: false, zone: "UTC" }, async (m) => {
+    // A /proc with one process that is not cron.
+    await Deno.mkdir(join(m.root, "proc/1"), { recursive: true });
+    await Deno.writeTextFile(join(m.root, "proc/1/comm"), "bash\n");
+    await Deno.writeTextFile(join(m.root, "proc/cpuinfo"), "");
+    const install = makeInstallCommand(m.system);
+    const args = ["--config", m.configFile, "--dry-run", "--json"];
+    assert.equal(await install.run(m.deps, args), 0);
+    let steps: string[] = JSON.parse(m.stdout.join("")).steps;
+    assert.ok(
+      steps.includes(
+        "systemd is not running (/run/systemd/system missing): using /etc/cron.d/image-agent",
+      ),
+      steps.join("\n"),
+    );
+    assert.ok(
+      steps.some((l) =>
+        /^warning: no cron daemon is running \(no cron or crond process found\)/
+          .test(l)
+      ),
+      steps.join("\n"),
+    );
+
+    await Deno.mkdir(join(m.root, "proc/77"));
+    await Deno.writeTextFile(join(m.root, "proc/77/comm"), "cron\n");
+    m.stdout.length = 0;
+    assert.equal(await install.run(m.deps, args), 0);
+    steps = JSON.parse(m.stdout.join("")).steps;
+    assert.ok(!steps.some((l) => l.startsWith("warning:")), steps.join("\n"));
   });
 });
 
@@ -310,6 +432,21 @@ Deno.test("install on Windows imports the task with schtasks, uninstall deletes 
       "schtasks /Delete /TN \\image-agent\\nightly /F",
     ]);
     assert.equal(await exists(xml), false);
+  });
+});
+
+Deno.test("install --dry-run on Windows says it needs an elevated prompt", async () => {
+  await withMachine({ os: "windows", zone: "UTC" }, async (m) => {
+    const install = makeInstallCommand(m.system);
+    assert.equal(
+      await install.run(m.deps, ["--config", m.configFile, "--dry-run"]),
+      0,
+    );
+    assert.match(
+      m.stdout.join(""),
+      /^note: this needs an elevated \(Administrator\) prompt/m,
+    );
+    assert.deepEqual(m.ran, []);
   });
 });
 

@@ -35,6 +35,11 @@ export interface Command {
   summary: string;
   /** Full `--help` text, wrapped at about 78 columns. */
   help: string;
+  /**
+   * Logged on the first SIGTERM or Ctrl-C; by default it says the order in
+   * hand is finished first.
+   */
+  stopNotice?: string;
   run(deps: Deps, argv: string[]): Promise<number>;
 }
 

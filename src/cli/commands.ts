@@ -2,8 +2,8 @@
 
 import type { Command } from "./command.ts";
 import { baiduCommand } from "./baidu.ts";
+import { daemonCommand } from "./daemon.ts";
 import {
-  daemonCommand,
   installCommand,
   scheduleCommand,
   uninstallCommand,

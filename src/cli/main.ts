@@ -100,7 +100,8 @@ export async function main(
   const onSignal = () => {
     if (!controller.signal.aborted) {
       deps.log.warn(
-        "Stopping: finishing the order in hand (press Ctrl-C again to abort at once)",
+        command.stopNotice ??
+          "Stopping: finishing the order in hand (press Ctrl-C again to abort at once)",
       );
       controller.abort(new InterruptedError());
     } else {

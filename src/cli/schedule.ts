@@ -3,7 +3,7 @@
  * argument parsing and printing only; the work is in src/schedule/.
  */
 
-import { basename, isAbsolute, join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import {
   type Command,
   COMMON_HELP,
@@ -13,16 +13,14 @@ import {
   printJson,
 } from "./command.ts";
 import { readConfig } from "./context.ts";
-import { runCommand } from "./run.ts";
-import { type Config, localTimeZone } from "../config.ts";
-import { AgentError, ConfigError, UsageError } from "../errors.ts";
+import { type Config, isValidTimeZone, localTimeZone } from "../config.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import {
   formatLocal,
   nextFire,
   nextRunTime,
   parseCron,
 } from "../schedule/cron.ts";
-import { runDaemon, type RunOnce } from "../schedule/daemon.ts";
 import {
   FORMATS,
   isFormat,
@@ -30,6 +28,7 @@ import {
   type SchedulerFormat,
   type ScheduleTarget,
 } from "../schedule/files.ts";
+import { crontabMergeCommand, shellQuote } from "../schedule/crontab.ts";
 import {
   applyPlan,
   type CommandRunner,
@@ -59,10 +58,52 @@ export const realSystem: SystemAccess = {
   machineZone: localTimeZone,
 };
 
-const DEFAULT_BINARY: Record<string, string> = {
-  windows: "C:\\Program Files\\image-agent\\image-agent.exe",
-  other: "/usr/local/bin/image-agent",
+/** Where install.sh and install.ps1 put the binary and the config. */
+const DEFAULT_PATHS = {
+  windows: {
+    binary: "C:\\Program Files\\image-agent\\image-agent.exe",
+    config: "C:\\ProgramData\\image-agent\\config.json",
+  },
+  posix: {
+    binary: "/usr/local/bin/image-agent",
+    config: "/etc/image-agent/config.json",
+  },
 };
+
+type PathFamily = keyof typeof DEFAULT_PATHS;
+
+/** The kind of paths the machine that runs a format's files uses. */
+function familyOf(format: SchedulerFormat): PathFamily {
+  return format === "windows" ? "windows" : "posix";
+}
+
+function isAbsoluteIn(family: PathFamily, path: string): boolean {
+  return family === "windows"
+    ? /^[A-Za-z]:\\/.test(path) || /^\\\\[^\\]/.test(path)
+    : path.startsWith("/");
+}
+
+/** A --binary or --config-path value, checked for the target machine. */
+function targetPath(flag: string, value: string, format: SchedulerFormat) {
+  const family = familyOf(format);
+  if (!isAbsoluteIn(family, value)) {
+    throw new UsageError(
+      `--${flag} must be an absolute ${
+        family === "windows" ? "Windows" : "POSIX"
+      } path for the ${format} files, not "${value}"`,
+      {
+        hint: family === "windows"
+          ? `such as "${
+            DEFAULT_PATHS.windows[flag === "binary" ? "binary" : "config"]
+          }"`
+          : `such as "${
+            DEFAULT_PATHS.posix[flag === "binary" ? "binary" : "config"]
+          }"`,
+      },
+    );
+  }
+  return value;
+}
 
 /** Is this path the Deno runtime rather than the compiled image-agent? */
 function isDenoRuntime(path: string): boolean {
@@ -81,23 +122,25 @@ function parseFormat(name: string | undefined, flag: string): SchedulerFormat {
   return name;
 }
 
-/** The binary the entries will start: --binary, else this program. */
+/**
+ * The binary the entries will start: --binary, else this program, else (for
+ * another kind of machine, or under the Deno runtime) where the installers
+ * put it there.
+ */
 function binaryFor(
   deps: Deps,
   flag: string | undefined,
   format: SchedulerFormat,
-  forInstall: boolean,
+  options: { forInstall: boolean; os: string },
 ): string {
-  if (flag) {
-    if (!isAbsolute(flag) && !/^[A-Za-z]:\\/.test(flag)) {
-      throw new UsageError(
-        `--binary must be an absolute path, not "${flag}"`,
-      );
-    }
-    return flag;
+  if (flag) return targetPath("binary", flag, format);
+  const family = familyOf(format);
+  const sameKind = (options.os === "windows" ? "windows" : "posix") === family;
+  // install registers this program on this machine, whatever it asks for.
+  if (!isDenoRuntime(deps.execPath) && (sameKind || options.forInstall)) {
+    return deps.execPath;
   }
-  if (!isDenoRuntime(deps.execPath)) return deps.execPath;
-  if (forInstall) {
+  if (options.forInstall) {
     throw new UsageError(
       `This is running under the Deno runtime (${deps.execPath}), not the compiled image-agent binary`,
       {
@@ -106,15 +149,41 @@ function binaryFor(
       },
     );
   }
-  const binary = DEFAULT_BINARY[format === "windows" ? "windows" : "other"];
+  const binary = DEFAULT_PATHS[family].binary;
   deps.log.warn(
-    `Running under the Deno runtime: the files start ${binary} (set --binary to change it)`,
+    `${
+      sameKind
+        ? "Running under the Deno runtime"
+        : `The ${format} files are for another kind of machine`
+    }: they start ${binary} (set --binary to change it)`,
   );
   return binary;
 }
 
+/**
+ * The config the entries will read: --config-path, else this machine's
+ * config file, else (for another kind of machine) the installers' default.
+ */
+function configPathFor(
+  deps: Deps,
+  flag: string | undefined,
+  format: SchedulerFormat,
+  options: { os: string; configFile: string },
+): string {
+  if (flag) return targetPath("config-path", flag, format);
+  const family = familyOf(format);
+  if ((options.os === "windows" ? "windows" : "posix") === family) {
+    return options.configFile;
+  }
+  const config = DEFAULT_PATHS[family].config;
+  deps.log.warn(
+    `The ${format} files are for another kind of machine: they read the config ${config} (set --config-path to change it)`,
+  );
+  return config;
+}
+
 /** Reads the config and turns a bad schedule.cron into a config error. */
-function readScheduleConfig(
+export function readScheduleConfig(
   deps: Deps,
   flag: string | undefined,
   checkPaths: boolean,
@@ -143,8 +212,9 @@ function scheduleTarget(
   binary: string,
   machineZone: string,
   now: Date,
+  configFile = config.file,
 ): ScheduleTarget {
-  return { binary, configFile: config.file, config, machineZone, now };
+  return { binary, configFile, config, machineZone, now };
 }
 
 // --- schedule export ---------------------------------------------------------
@@ -161,8 +231,9 @@ Formats:
             image, state, backup and shop database folders) and
             image-agent.timer (OnCalendar= in the configured zone,
             Persistent=true, RandomizedDelaySec= from the config)
-  cron      image-agent.cron: one line with a marker comment. Debian cron
-            has no per-job zone: the hours are converted into this
+  cron      image-agent.cron: one line after a comment, for a user
+            crontab (it prints the command that merges it in). Debian
+            cron has no per-job zone: the hours are converted into this
             machine's zone, or the schedule is refused
   windows   image-agent.xml: Task Scheduler XML (UTF-16 LE with BOM) for
             'schtasks /Create /XML image-agent.xml /TN \\image-agent\\nightly'
@@ -172,11 +243,19 @@ Windows and launchd run in the machine's own zone and have no ranges or
 weekday-AND-date rules; what they cannot express is refused, not
 approximated.
 
+Files for another kind of machine (windows files written on Linux or
+macOS, or the reverse) start C:\\Program Files\\image-agent\\image-agent.exe
+with C:\\ProgramData\\image-agent\\config.json, or /usr/local/bin/image-agent
+with /etc/image-agent/config.json, unless --binary and --config-path say
+otherwise.
+
 Options:
       --format FORMAT     systemd, cron, windows or launchd
       --out DIR           folder to write into (created if missing)
       --binary PATH       absolute path of image-agent on the target machine
                           (default: this program)
+      --config-path PATH  absolute path of the config on the target machine
+                          (default: the config read here)
       --machine-zone ZONE the target machine's zone, for cron, windows and
                           launchd (default: this machine's zone)
 ${COMMON_HELP}
@@ -184,62 +263,93 @@ ${COMMON_HELP}
 ${EXIT_CODES_HELP}
 `;
 
-export const scheduleCommand: Command = {
-  name: "schedule",
-  summary: "write OS scheduler files: schedule export --format F --out DIR",
-  help: SCHEDULE_HELP,
-  async run(deps, argv) {
-    const { values, positionals } = parseCommandArgs("schedule", argv, {
-      format: { type: "string" },
-      out: { type: "string" },
-      binary: { type: "string" },
-      "machine-zone": { type: "string" },
-    }, true);
-    if (positionals[0] !== "export" || positionals.length !== 1) {
-      throw new UsageError(
-        positionals.length === 0
-          ? "Missing the subcommand: 'schedule export'"
-          : `Unknown subcommand "schedule ${positionals.join(" ")}"`,
-        { hint: "see 'image-agent schedule --help'" },
-      );
-    }
-    const format = parseFormat(values.format, "--format");
-    if (!values.out) throw new UsageError("Missing --out DIR");
-    const config = readScheduleConfig(deps, values.config, false);
-    const binary = binaryFor(deps, values.binary, format, false);
-    const target = scheduleTarget(
-      config,
-      binary,
-      values["machine-zone"] ?? realSystem.machineZone(),
-      deps.clock.now(),
-    );
-    const files = schedulerFiles(format, target);
-    const out = resolve(values.out);
-    await Deno.mkdir(out, { recursive: true });
-    const written: string[] = [];
-    for (const f of files) {
-      const path = join(out, f.name);
-      await Deno.writeFile(path, f.bytes, { mode: 0o644 });
-      written.push(path);
-    }
-    const next = nextRunTime(config, deps.clock.now());
-    if (values.json) {
-      printJson(deps, {
-        format,
-        files: written,
-        nextRun: next?.toISOString() ?? null,
+/** `schedule export`, against the given system (tests pick the OS). */
+export function makeScheduleCommand(system: SystemAccess): Command {
+  return {
+    name: "schedule",
+    summary: "write OS scheduler files: schedule export --format F --out DIR",
+    help: SCHEDULE_HELP,
+    async run(deps, argv) {
+      const { values, positionals } = parseCommandArgs("schedule", argv, {
+        format: { type: "string" },
+        out: { type: "string" },
+        binary: { type: "string" },
+        "config-path": { type: "string" },
+        "machine-zone": { type: "string" },
+      }, true);
+      if (positionals[0] !== "export" || positionals.length !== 1) {
+        throw new UsageError(
+          positionals.length === 0
+            ? "Missing the subcommand: 'schedule export'"
+            : `Unknown subcommand "schedule ${positionals.join(" ")}"`,
+          { hint: "see 'image-agent schedule --help'" },
+        );
+      }
+      const format = parseFormat(values.format, "--format");
+      if (!values.out) throw new UsageError("Missing --out DIR");
+      const config = readScheduleConfig(deps, values.config, false);
+      const machineZone = values["machine-zone"] ?? system.machineZone();
+      if (!isValidTimeZone(machineZone)) {
+        throw new UsageError(
+          `Unknown --machine-zone "${machineZone}": not an IANA time zone`,
+          {
+            hint:
+              'give a zone such as "Asia/Shanghai", "Europe/Berlin" or "UTC"',
+          },
+        );
+      }
+      const binary = binaryFor(deps, values.binary, format, {
+        forInstall: false,
+        os: system.os,
       });
-    } else {
-      deps.stdout(
-        written.map((p) => `wrote ${p}\n`).join("") +
-          (next
-            ? `next run: ${formatLocal(next, config.schedule.timezone)}\n`
-            : ""),
+      const configFile = configPathFor(deps, values["config-path"], format, {
+        os: system.os,
+        configFile: config.file,
+      });
+      const target = scheduleTarget(
+        config,
+        binary,
+        machineZone,
+        deps.clock.now(),
+        configFile,
       );
-    }
-    return 0;
-  },
-};
+      const files = schedulerFiles(format, target);
+      for (const f of files) for (const w of f.warnings ?? []) deps.log.warn(w);
+      const out = resolve(values.out);
+      await Deno.mkdir(out, { recursive: true });
+      const written: string[] = [];
+      for (const f of files) {
+        const path = join(out, f.name);
+        await Deno.writeFile(path, f.bytes, { mode: 0o644 });
+        written.push(path);
+      }
+      const next = nextRunTime(config, deps.clock.now());
+      if (values.json) {
+        printJson(deps, {
+          format,
+          files: written,
+          nextRun: next?.toISOString() ?? null,
+        });
+      } else {
+        // `crontab FILE` would replace the user's whole crontab.
+        const merge = format === "cron"
+          ? `add it to this user's crontab, keeping the other lines:\n  ${
+            crontabMergeCommand(written[0])
+          }\nor let 'image-agent install --scheduler cron' write /etc/cron.d/image-agent\n`
+          : "";
+        deps.stdout(
+          written.map((p) => `wrote ${p}\n`).join("") + merge +
+            (next
+              ? `next run: ${formatLocal(next, config.schedule.timezone)}\n`
+              : ""),
+        );
+      }
+      return 0;
+    },
+  };
+}
+
+export const scheduleCommand = makeScheduleCommand(realSystem);
 
 // --- install / uninstall -----------------------------------------------------
 
@@ -280,12 +390,38 @@ ${COMMON_HELP}
 ${EXIT_CODES_HELP}
 `;
 
+/**
+ * The command to suggest when more rights are needed: the same arguments,
+ * with the config named by its absolute path, since `sudo` drops
+ * IMAGE_AGENT_CONFIG and runs from another home, so the default lookup may
+ * find another config.
+ */
+export function rerunLine(
+  action: string,
+  argv: string[],
+  configFile: string | undefined,
+): string {
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (configFile && (a === "--config" || a === "-c")) {
+      i++;
+      continue;
+    }
+    if (configFile && a.startsWith("--config=")) continue;
+    if (a === "--dry-run" || a === "-n") continue;
+    kept.push(a);
+  }
+  if (configFile) kept.push("--config", configFile);
+  return ["image-agent", action, ...kept].map(shellQuote).join(" ");
+}
+
 /** `install`, against the given system (tests pass a temp root). */
 export function makeInstallCommand(system: SystemAccess): Command {
   return {
     name: "install",
     summary:
-      "register the nightly run with systemd, cron, Task Scheduler or launchd",
+      "register the scheduled run with systemd, cron, Task Scheduler or launchd",
     help: INSTALL_HELP,
     async run(deps, argv) {
       const { values } = parseCommandArgs("install", argv, {
@@ -293,11 +429,16 @@ export function makeInstallCommand(system: SystemAccess): Command {
         "dry-run": { type: "boolean", short: "n" },
         binary: { type: "string" },
       });
-      const scheduler = values.scheduler === undefined
+      const detected = values.scheduler === undefined
         ? detectScheduler(system.os, system.root)
-        : parseFormat(values.scheduler, "--scheduler");
+        : undefined;
+      const scheduler = detected?.scheduler ??
+        parseFormat(values.scheduler, "--scheduler");
       const config = readScheduleConfig(deps, values.config, true);
-      const binary = binaryFor(deps, values.binary, scheduler, true);
+      const binary = binaryFor(deps, values.binary, scheduler, {
+        forInstall: true,
+        os: system.os,
+      });
       const plan = installPlan({
         scheduler,
         root: system.root,
@@ -319,12 +460,19 @@ export function makeInstallCommand(system: SystemAccess): Command {
           dryRun ? "Dry run: " : ""
         }installing the ${scheduler} entry for cron "${config.schedule.cron}" in ${config.schedule.timezone}`,
       );
+      if (detected) report(detected.reason);
+      for (const w of [detected?.warning, ...plan.warnings ?? []]) {
+        if (!w) continue;
+        deps.log.warn(w);
+        lines.push(`warning: ${w}`);
+      }
       await applyPlan(plan, {
         run: system.run,
         isRoot: system.isRoot(),
         dryRun,
         report,
         action: "install",
+        rerun: rerunLine("install", argv, config.file),
       });
       const next = nextRunTime(config, deps.clock.now());
       if (next) {
@@ -354,14 +502,18 @@ export function makeUninstallCommand(system: SystemAccess): Command {
         scheduler: { type: "string" },
         "dry-run": { type: "boolean", short: "n" },
       });
-      const scheduler = values.scheduler === undefined
+      const detected = values.scheduler === undefined
         ? detectScheduler(system.os, system.root)
-        : parseFormat(values.scheduler, "--scheduler");
+        : undefined;
+      const scheduler = detected?.scheduler ??
+        parseFormat(values.scheduler, "--scheduler");
       // Only the Windows task file sits beside the config; a missing or
       // broken config must not keep anyone from uninstalling.
       let configFile = "C:\\ProgramData\\image-agent\\config.json";
+      let configKnown = false;
       try {
         configFile = readConfig(deps, values.config, false).file;
+        configKnown = true;
       } catch (err) {
         if (scheduler === "windows") throw err;
       }
@@ -372,12 +524,18 @@ export function makeUninstallCommand(system: SystemAccess): Command {
         if (!values.json) deps.stdout(line + "\n");
       };
       report(`${dryRun ? "Dry run: " : ""}removing the ${scheduler} entry`);
+      if (detected) report(detected.reason);
       await applyPlan(uninstallPlan(scheduler, system.root, configFile), {
         run: system.run,
         isRoot: system.isRoot(),
         dryRun,
         report,
         action: "uninstall",
+        rerun: rerunLine(
+          "uninstall",
+          argv,
+          configKnown ? configFile : undefined,
+        ),
       });
       if (values.json) printJson(deps, { scheduler, dryRun, steps: lines });
       return 0;
@@ -387,60 +545,3 @@ export function makeUninstallCommand(system: SystemAccess): Command {
 
 export const installCommand = makeInstallCommand(realSystem);
 export const uninstallCommand = makeUninstallCommand(realSystem);
-
-// --- daemon ------------------------------------------------------------------
-
-const DAEMON_HELP = `Usage: image-agent daemon [OPTIONS]
-
-Stay up and run the full pass on schedule.cron in schedule.timezone, for
-use under any supervisor (systemd, Docker, NSSM, supervisord...). Runs are
-recorded with trigger "daemon".
-
-Each next time is computed in the configured zone, so runs happen at the
-configured local time across daylight-saving changes: a local time that
-does not exist that night (spring) is skipped, one that occurs twice
-(autumn) runs once. Runs never overlap; a slot that passes while a run is
-going on is skipped, and a run missed while the daemon was down is not
-made up (use the systemd timer for that).
-
-SIGTERM or Ctrl-C: a waiting daemon exits at once; a running one finishes
-the order in hand, records the run, then exits with code 0.
-
-Options:
-${COMMON_HELP}
-
-${EXIT_CODES_HELP}
-`;
-
-export const daemonCommand: Command = {
-  name: "daemon",
-  summary: "stay up and run on schedule.cron in schedule.timezone",
-  help: DAEMON_HELP,
-  async run(deps, argv) {
-    const { values } = parseCommandArgs("daemon", argv, {});
-    const config = readScheduleConfig(deps, values.config, true);
-    const runOnce: RunOnce = async (signal) => {
-      try {
-        return await runCommand.run(
-          { ...deps, trigger: "daemon", signal },
-          ["--config", config.file],
-        );
-      } catch (err) {
-        // As main would report it; the daemon itself keeps going.
-        if (!(err instanceof AgentError)) throw err;
-        deps.log.error(err.message);
-        if (err.hint) deps.log.info(`hint: ${err.hint}`);
-        return err.exitCode;
-      }
-    };
-    const result = await runDaemon({
-      cron: config.schedule.cron,
-      timeZone: config.schedule.timezone,
-      clock: deps.clock,
-      runOnce,
-      signal: deps.signal,
-      log: deps.log,
-    });
-    return result.exitCode;
-  },
-};

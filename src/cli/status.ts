@@ -13,6 +13,9 @@ import { formatBytes } from "../log.ts";
 import { UsageError } from "../errors.ts";
 import type { RunRow } from "../ledger/ledger.ts";
 import { formatLocal, nextRunTime } from "../schedule/cron.ts";
+import { type DaemonStatus, runningDaemon } from "../schedule/daemon_status.ts";
+import { installedEntries } from "../schedule/install.ts";
+import type { SchedulerFormat } from "../schedule/files.ts";
 
 function positiveInt(name: string, text: string | undefined, fallback: number) {
   if (text === undefined) return fallback;
@@ -25,66 +28,109 @@ function positiveInt(name: string, text: string | undefined, fallback: number) {
   return n;
 }
 
-export const statusCommand: Command = {
-  name: "status",
-  summary: "counts of backups and cleanups, the last run, the next one",
-  help: `Usage: image-agent status [OPTIONS]
+const SCHEDULER_NAMES: Record<SchedulerFormat, string> = {
+  systemd: "the systemd timer",
+  cron: "cron (/etc/cron.d/image-agent)",
+  windows: "Task Scheduler",
+  launchd: "launchd",
+};
+
+/** The schedule line of `status`: what runs it and when it runs next. */
+function describeSchedule(
+  config: { schedule: { cron: string; timezone: string } },
+  next: Date | null,
+  daemon: DaemonStatus | null,
+  entries: SchedulerFormat[],
+): string {
+  const { cron, timezone } = config.schedule;
+  const when = next
+    ? formatLocal(next, timezone)
+    : "unknown (the cron expression does not parse)";
+  const by = [
+    ...(daemon
+      ? [
+        `the daemon (process ${daemon.pid} on ${daemon.host}, since ${daemon.since} UTC)`,
+      ]
+      : []),
+    ...entries.map((e) => SCHEDULER_NAMES[e]),
+  ];
+  if (by.length === 0) {
+    return `Schedule: "${cron}" in ${timezone}, not registered: nothing runs it (register it with 'image-agent install', or run 'image-agent daemon'); it would next run ${when}`;
+  }
+  return `Schedule: "${cron}" in ${timezone}, run by ${
+    by.join(" and ")
+  }; next run ${when}`;
+}
+
+/** `status`; `root` is where `/` is, to find the scheduler entries. */
+export function makeStatusCommand(root: string): Command {
+  return {
+    name: "status",
+    summary: "counts of backups and cleanups, the last run, the next one",
+    help: `Usage: image-agent status [OPTIONS]
 
 Shows how many backups are pending, completed, failed, skipped and expired,
-how many orders were cleaned up and how much space that freed, the last run
-and the next scheduled one.
+how many orders were cleaned up and how much space that freed, the last run,
+and what runs the schedule (a running daemon, or the entry 'image-agent
+install' wrote) with the next scheduled run.
 
 ${COMMON_HELP}
 
 ${EXIT_CODES_HELP}
 `,
-  run(deps, argv) {
-    const { values } = parseCommandArgs("status", argv, {});
-    const config = readConfig(deps, values.config, false);
-    const ledger = Ledger.open(config.state.dir, () => deps.clock.now());
-    try {
-      const counts = ledger.counts();
-      const last = ledger.lastRun();
-      const next = nextRunTime(config, deps.clock.now());
-      const status = {
-        ...counts,
-        lastRun: last ?? null,
-        target: config.backup.target,
-        schedule: {
-          cron: config.schedule.cron,
-          timezone: config.schedule.timezone,
-          nextRun: next?.toISOString() ?? null,
-        },
-      };
-      if (values.json) {
-        printJson(deps, status);
+    run(deps, argv) {
+      const { values } = parseCommandArgs("status", argv, {});
+      const config = readConfig(deps, values.config, false);
+      const ledger = Ledger.open(config.state.dir, () => deps.clock.now());
+      try {
+        const counts = ledger.counts();
+        const last = ledger.lastRun();
+        const daemon = runningDaemon(config.state.dir);
+        const entries = installedEntries(root, config.file);
+        // A running daemon says when it runs next; else the config does.
+        const next = daemon?.nextRun
+          ? new Date(daemon.nextRun)
+          : nextRunTime(config, deps.clock.now());
+        const status = {
+          ...counts,
+          lastRun: last ?? null,
+          target: config.backup.target,
+          schedule: {
+            cron: config.schedule.cron,
+            timezone: config.schedule.timezone,
+            nextRun: next?.toISOString() ?? null,
+            registered: [...(daemon ? ["daemon"] : []), ...entries],
+            daemon,
+          },
+        };
+        if (values.json) {
+          printJson(deps, status);
+          return Promise.resolve(0);
+        }
+        const b = counts.backups;
+        const lines = [
+          `Backups (${config.backup.target}): ${b.completed} completed, ${b.pending} pending, ${b.failed} failed, ${b.skipped} skipped, ${b.expired} expired`,
+          `Cleaned orders: ${counts.cleanedOrders}, space freed: ${
+            formatBytes(counts.freedBytes)
+          }`,
+          `Restores: ${counts.restored}`,
+          last
+            ? `Last run: #${last.id} ${last.command} (${last.trigger}) started ${last.startedAt} UTC, ${last.status}: ${
+              describeCounts(last)
+            }`
+            : "Last run: none yet",
+          describeSchedule(config, next, daemon, entries),
+        ];
+        deps.stdout(lines.join("\n") + "\n");
         return Promise.resolve(0);
+      } finally {
+        ledger.close();
       }
-      const b = counts.backups;
-      const lines = [
-        `Backups (${config.backup.target}): ${b.completed} completed, ${b.pending} pending, ${b.failed} failed, ${b.skipped} skipped, ${b.expired} expired`,
-        `Cleaned orders: ${counts.cleanedOrders}, space freed: ${
-          formatBytes(counts.freedBytes)
-        }`,
-        `Restores: ${counts.restored}`,
-        last
-          ? `Last run: #${last.id} ${last.command} (${last.trigger}) started ${last.startedAt} UTC, ${last.status}: ${
-            describeCounts(last)
-          }`
-          : "Last run: none yet",
-        `Schedule: "${config.schedule.cron}" in ${config.schedule.timezone}; next run ${
-          next
-            ? formatLocal(next, config.schedule.timezone)
-            : "unknown (the cron expression does not parse)"
-        }`,
-      ];
-      deps.stdout(lines.join("\n") + "\n");
-      return Promise.resolve(0);
-    } finally {
-      ledger.close();
-    }
-  },
-};
+    },
+  };
+}
+
+export const statusCommand = makeStatusCommand("/");
 
 export const logCommand: Command = {
   name: "log",

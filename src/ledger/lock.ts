@@ -4,6 +4,9 @@
  * it when the process dies, so a lock left by a crashed or killed run is
  * taken over by the next one without any clean-up. Who holds it is written
  * to `run.lock.json`, so the second process can say which one it is.
+ *
+ * The same kind of lock, named `daemon`, keeps a second daemon from
+ * starting on one state folder and tells `status` whether a daemon runs.
  */
 
 import { DatabaseSync } from "node:sqlite";
@@ -27,6 +30,8 @@ export interface RunLock {
 
 export interface AcquireOptions {
   command: string;
+  /** The lock's file name without `.lock`: "run" (default) or "daemon". */
+  name?: string;
   /** How long to wait for a running holder to finish; 0 by default. */
   waitMs?: number;
   clock?: Clock;
@@ -45,8 +50,9 @@ export async function acquireRunLock(
   options: AcquireOptions,
 ): Promise<RunLock> {
   Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const file = join(stateDir, "run.lock");
-  const infoFile = join(stateDir, "run.lock.json");
+  const name = options.name ?? "run";
+  const file = join(stateDir, `${name}.lock`);
+  const infoFile = join(stateDir, `${name}.lock.json`);
   const started = Date.now();
   const deadline = started + (options.waitMs ?? 0);
   for (;;) {
@@ -82,7 +88,11 @@ export async function acquireRunLock(
         ? `process ${holder.pid} on ${holder.host} ('${holder.command}', since ${holder.since} UTC)`
         : "another process";
       throw new LockHeldError(
-        `Another image-agent run is in progress: ${who} holds the lock ${file}`,
+        `${
+          name === "daemon"
+            ? "Another image-agent daemon is running"
+            : "Another image-agent run is in progress"
+        }: ${who} holds the lock ${file}`,
         {
           hint:
             "wait for it to finish; a lock of a process that died is taken over automatically",
@@ -111,6 +121,38 @@ export async function acquireRunLock(
         db.close();
       },
     };
+  }
+}
+
+/**
+ * Who holds a lock now, without waiting: null when nobody does (or the
+ * lock was never taken). Only looks: it takes the lock for an instant and
+ * gives it back.
+ */
+export function lockHolder(stateDir: string, name: string): LockHolder | null {
+  const file = join(stateDir, `${name}.lock`);
+  try {
+    Deno.statSync(file);
+  } catch {
+    return null;
+  }
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(file);
+  } catch {
+    return null;
+  }
+  try {
+    db.exec("PRAGMA busy_timeout = 0");
+    db.exec("BEGIN EXCLUSIVE");
+    db.exec("ROLLBACK");
+    return null;
+  } catch (err) {
+    if (!isBusyError(err)) return null;
+    return readHolder(join(stateDir, `${name}.lock.json`)) ??
+      { pid: 0, host: "?", command: name, since: "?" };
+  } finally {
+    db.close();
   }
 }
 

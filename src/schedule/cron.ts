@@ -4,7 +4,9 @@
  *
  * Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC,
  * day of week 0-7 or SUN-SAT (0 and 7 are Sunday). Each field is a list of
- * `*`, `N`, `A-B`, `*\/S`, `A-B/S` or `A/S` (= `A-max/S`). The macros
+ * `*`, `N`, `A-B`, `*\/S`, `A-B/S` or `A/S` (= `A-max/S`; Debian's crontab
+ * refuses `A/S`, cronie and Deno.cron take it, and the cron line written for
+ * it says `A-max/S`). The macros
  * `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight` and
  * `@hourly` are expanded to their five fields.
  *
@@ -15,9 +17,10 @@
  *
  * Next-fire semantics across daylight-saving changes follow systemd timers
  * (checked against `systemd-analyze calendar`): the search runs over local
- * wall-clock times; a local time that does not exist (the hour skipped in
- * spring) is skipped, and a local time that exists twice (the hour repeated
- * in autumn) fires once, at its first occurrence.
+ * wall-clock times later than the wall-clock time of `after`; a local time
+ * that does not exist (the hour skipped in spring) is skipped, and a local
+ * time that exists twice (the hour repeated in autumn) fires once, at its
+ * first occurrence, or at the second when the search starts between the two.
  */
 
 import type { Config } from "../config.ts";
@@ -261,6 +264,36 @@ export function zoneOffsetMinutes(instant: Date, zone: string): number {
 }
 
 /**
+ * The first day from `from` on which the zone's offset from UTC is not a
+ * whole number of minutes (such as Africa/Monrovia's UTC-00:44:30 until
+ * 1972), looking `days` ahead; null when there is none. No IANA zone has
+ * such an offset now, but a clock built on UTC minutes could not follow one.
+ */
+export function subMinuteOffset(
+  zone: string,
+  from: Date,
+  days = 366,
+): { at: Date; offsetSeconds: number } | null {
+  for (let d = 0; d <= days; d++) {
+    const at = new Date(from.getTime() + d * 86400000);
+    const w = wallTime(at, zone);
+    const asUtc = Date.UTC(
+      w.year,
+      w.month - 1,
+      w.day,
+      w.hour,
+      w.minute,
+      w.second,
+    );
+    const offsetSeconds = Math.round(
+      (asUtc - Math.floor(at.getTime() / 1000) * 1000) / 1000,
+    );
+    if (offsetSeconds % 60 !== 0) return { at, offsetSeconds };
+  }
+  return null;
+}
+
+/**
  * The instants at which a zone's clocks show a wall time: none in a
  * spring-forward gap, two in an autumn overlap, otherwise one.
  */
@@ -325,15 +358,17 @@ export function nextFire(
   const start = wallTime(after, timeZone);
   // Day by day in local calendar terms, starting with the local day of `after`.
   let day = Date.UTC(start.year, start.month - 1, start.day);
-  // Local times more than a DST shift (at most 3 h here) before the local
-  // time of `after` cannot be later than `after`: skip them unconverted.
-  const floor = Date.UTC(
+  // Only local times later on the wall clock than `after` count, as in
+  // systemd: once the first 01:45 of a repeated hour has fired, the clock
+  // shows 01:45 again an hour later, and that is not a new slot.
+  const afterWall = Date.UTC(
     start.year,
     start.month - 1,
     start.day,
     start.hour,
     start.minute,
-  ) - 3 * 3600000;
+    start.second,
+  );
   const lastDay = day + SEARCH_YEARS * 366 * 86400000;
   for (; day <= lastDay; day += 86400000) {
     const d = new Date(day);
@@ -343,11 +378,15 @@ export function nextFire(
     if (!dayMatches(s, year, month, date)) continue;
     for (const hour of s.hour.values) {
       for (const minute of s.minute.values) {
-        if (day + (hour * 60 + minute) * 60000 < floor) continue;
+        if (day + (hour * 60 + minute) * 60000 <= afterWall) continue;
         const wall = { year, month, day: date, hour, minute, second: 0 };
-        // The first occurrence of a repeated wall time only, as systemd does.
-        const first = instantsOf(wall, timeZone)[0];
-        if (first && first.getTime() > after.getTime()) return first;
+        // A repeated wall time: its first occurrence after `after`. That is
+        // the first one, unless `after` lies between the two (the clock was
+        // already set back when the search started).
+        const first = instantsOf(wall, timeZone).find((t) =>
+          t.getTime() > after.getTime()
+        );
+        if (first) return first;
       }
     }
   }

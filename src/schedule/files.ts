@@ -50,6 +50,8 @@ export interface SchedulerFile {
   text: string;
   /** The bytes to write (UTF-16 LE for the Windows task). */
   bytes: Uint8Array;
+  /** What the operator should know about this file. */
+  warnings?: string[];
 }
 
 /** The folders a run writes, for systemd's ReadWritePaths=. */
@@ -87,7 +89,7 @@ export function schedulerFiles(
         writablePaths: writablePaths(target.config),
       });
       return [
-        textFile(SERVICE_NAME, units.service),
+        { ...textFile(SERVICE_NAME, units.service), warnings: units.warnings },
         textFile(TIMER_NAME, units.timer),
       ];
     }

@@ -91,8 +91,10 @@ export interface Plan {
   /** Files to delete (uninstall). */
   remove: string[];
   commands: PlannedCommand[];
-  /** Root is required on this scheduler. */
-  needsRoot: boolean;
+  /** What the operator should know about the files (install only). */
+  warnings?: string[];
+  /** What it takes: root, or an elevated (Administrator) prompt. */
+  needs: "root" | "administrator";
 }
 
 export interface InstallOptions {
@@ -115,7 +117,8 @@ export function installPlan(options: InstallOptions): Plan {
   switch (scheduler) {
     case "systemd": {
       const dir = underRoot(root, "/etc/systemd/system");
-      const files = schedulerFiles("systemd", target).map((f) => ({
+      const written = schedulerFiles("systemd", target);
+      const files = written.map((f) => ({
         path: join(dir, f.name),
         text: f.text,
         bytes: f.bytes,
@@ -123,6 +126,7 @@ export function installPlan(options: InstallOptions): Plan {
       }));
       return {
         scheduler,
+        warnings: written.flatMap((f) => f.warnings ?? []),
         // ReadWritePaths= refuses to start the service if a folder is missing.
         folders: [state],
         files,
@@ -131,7 +135,7 @@ export function installPlan(options: InstallOptions): Plan {
           { program: "systemctl", args: ["daemon-reload"] },
           { program: "systemctl", args: ["enable", "--now", TIMER_NAME] },
         ],
-        needsRoot: true,
+        needs: "root",
       };
     }
     case "cron": {
@@ -147,7 +151,7 @@ export function installPlan(options: InstallOptions): Plan {
         }],
         remove: [],
         commands: [],
-        needsRoot: true,
+        needs: "root",
       };
     }
     case "windows": {
@@ -162,7 +166,7 @@ export function installPlan(options: InstallOptions): Plan {
           program: "schtasks",
           args: ["/Create", "/XML", path, "/TN", TASK_NAME, "/F"],
         }],
-        needsRoot: false,
+        needs: "administrator",
       };
     }
     case "launchd": {
@@ -185,7 +189,7 @@ export function installPlan(options: InstallOptions): Plan {
           },
           { program: "launchctl", args: ["bootstrap", "system", path] },
         ],
-        needsRoot: true,
+        needs: "root",
       };
     }
   }
@@ -219,7 +223,7 @@ export function uninstallPlan(
           },
           { program: "systemctl", args: ["daemon-reload"], afterRemoval: true },
         ],
-        needsRoot: true,
+        needs: "root",
       };
     }
     case "cron":
@@ -227,7 +231,7 @@ export function uninstallPlan(
         ...base,
         remove: [underRoot(root, `/etc/cron.d/${CRON_D_NAME}`)],
         commands: [],
-        needsRoot: true,
+        needs: "root",
       };
     case "windows":
       return {
@@ -238,7 +242,7 @@ export function uninstallPlan(
           args: ["/Delete", "/TN", TASK_NAME, "/F"],
           onlyIf: { program: "schtasks", args: ["/Query", "/TN", TASK_NAME] },
         }],
-        needsRoot: false,
+        needs: "administrator",
       };
     case "launchd":
       return {
@@ -252,21 +256,85 @@ export function uninstallPlan(
             args: ["print", `system/${LAUNCHD_LABEL}`],
           },
         }],
-        needsRoot: true,
+        needs: "root",
       };
   }
 }
 
+export interface DetectedScheduler {
+  scheduler: SchedulerFormat;
+  /** Why this one, for the operator. */
+  reason: string;
+  /** Something that will keep the entry from running. */
+  warning?: string;
+}
+
+/**
+ * The schedulers that have an entry of image-agent on this machine, found
+ * by the files `install` writes (the Windows task by its XML beside the
+ * config).
+ *
+ * TODO: an exported line merged into a user crontab by hand is not seen, nor
+ * a Windows task whose XML was deleted; look for the marker in `crontab -l`
+ * and ask `schtasks /Query` once `status` is allowed to run commands.
+ */
+export function installedEntries(
+  root: string,
+  configFile: string,
+): SchedulerFormat[] {
+  const formats: SchedulerFormat[] = ["systemd", "cron", "windows", "launchd"];
+  return formats.filter((f) =>
+    uninstallPlan(f, root, configFile).remove.some(exists)
+  );
+}
+
 /** The scheduler of this machine: systemd when it runs, else cron. */
-export function detectScheduler(os: string, root: string): SchedulerFormat {
-  if (os === "windows") return "windows";
-  if (os === "darwin") return "launchd";
+export function detectScheduler(os: string, root: string): DetectedScheduler {
+  if (os === "windows") {
+    return {
+      scheduler: "windows",
+      reason: "this is Windows: using Task Scheduler",
+    };
+  }
+  if (os === "darwin") {
+    return { scheduler: "launchd", reason: "this is macOS: using launchd" };
+  }
   try {
     if (Deno.statSync(underRoot(root, "/run/systemd/system")).isDirectory) {
-      return "systemd";
+      return {
+        scheduler: "systemd",
+        reason:
+          "systemd is running (/run/systemd/system exists): using the systemd timer",
+      };
     }
   } catch { /* not running systemd */ }
-  return "cron";
+  const running = cronRunning(root);
+  return {
+    scheduler: "cron",
+    reason:
+      `systemd is not running (/run/systemd/system missing): using /etc/cron.d/${CRON_D_NAME}`,
+    warning: running === false
+      ? "no cron daemon is running (no cron or crond process found): the entry does nothing until cron is started (such as 'service cron start')"
+      : undefined,
+  };
+}
+
+/** Is a cron or crond process running? Null when /proc cannot tell. */
+function cronRunning(root: string): boolean | null {
+  const proc = underRoot(root, "/proc");
+  try {
+    for (const entry of Deno.readDirSync(proc)) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const comm = Deno.readTextFileSync(join(proc, entry.name, "comm"))
+          .trim();
+        if (comm === "cron" || comm === "crond") return true;
+      } catch { /* the process ended meanwhile */ }
+    }
+    return false;
+  } catch {
+    return null;
+  }
 }
 
 export interface ApplyOptions {
@@ -278,6 +346,11 @@ export interface ApplyOptions {
   report: (line: string) => void;
   /** "install" or "uninstall", for messages. */
   action: string;
+  /**
+   * The command line to run again with more rights, such as
+   * `image-agent install --config /etc/image-agent/config.json`.
+   */
+  rerun: string;
 }
 
 interface RunOptions extends ApplyOptions {
@@ -290,18 +363,30 @@ export async function applyPlan(
   options: ApplyOptions,
 ): Promise<void> {
   const { report } = options;
-  if (plan.needsRoot && options.isRoot === false && !options.dryRun) {
+  if (plan.needs === "root" && options.isRoot === false && !options.dryRun) {
+    // Nothing installed is not an error, with root or without.
+    if (plan.remove.length > 0 && !await anythingToRemove(plan, options.run)) {
+      report(
+        `nothing to remove: no ${plan.scheduler} entry of image-agent found`,
+      );
+      return;
+    }
     throw new AgentError(
       `'${options.action}' needs root to ${
         options.action === "install" ? "register" : "remove"
       } the ${plan.scheduler} entry`,
       EXIT_USAGE,
-      { hint: `run it again as root: sudo image-agent ${options.action}` },
+      { hint: `run it again as root: sudo ${options.rerun}` },
     );
   }
   const would = options.dryRun ? "would " : "";
-  if (options.dryRun && plan.needsRoot && options.isRoot === false) {
-    report("note: this needs root; run it with sudo");
+  if (options.dryRun && plan.needs === "root" && options.isRoot === false) {
+    report(`note: this needs root; run it with sudo: sudo ${options.rerun}`);
+  }
+  if (options.dryRun && plan.needs === "administrator") {
+    report(
+      "note: this needs an elevated (Administrator) prompt; schtasks answers 'Access is denied' otherwise",
+    );
   }
   for (const folder of plan.folders) {
     if (exists(folder)) continue;
@@ -354,6 +439,22 @@ export async function applyPlan(
   }
 }
 
+/** Does an uninstall plan find a file or a registered entry to remove? */
+async function anythingToRemove(
+  plan: Plan,
+  run: CommandRunner,
+): Promise<boolean> {
+  if (plan.remove.some(exists)) return true;
+  for (const c of plan.commands) {
+    if (!c.onlyIf) continue;
+    const present = c.onlyIf.program === "test"
+      ? exists(c.onlyIf.args[1])
+      : (await run(c.onlyIf.program, c.onlyIf.args)).code === 0;
+    if (present) return true;
+  }
+  return false;
+}
+
 /** Runs (or reports) the commands; returns how many were due. */
 async function runCommands(
   commands: PlannedCommand[],
@@ -396,7 +497,7 @@ async function runCommands(
         hint: denied
           ? (options.scheduler === "windows"
             ? "run it from an elevated (Administrator) prompt"
-            : `run it again as root: sudo image-agent ${options.action}`)
+            : `run it again as root: sudo ${options.rerun}`)
           : undefined,
       },
     );

@@ -4,8 +4,12 @@
  * in the configured zone). Pure functions returning file text.
  *
  * Conversion rules (systemd.time(7)): ranges `A-B` become `A..B`, `*\/S`
- * becomes `00/S` (minute, hour) or `01/S` (day, month), weekday numbers
- * become names, and every value has two digits. systemd ANDs a weekday with
+ * becomes the bounded range of the values it matches, `00..55/5` or
+ * `01..29/7`, weekday numbers become names, and every value has two digits.
+ * The open form `00/S` is not used: systemd 252 repeats it past the end of
+ * the field and then skips the first slot after each rollover whenever S does
+ * not divide the range (`*:00/7` loses 00:00 every day, `00/5:00` loses
+ * midnight on the 1st, `*-*-01/7` loses 1 January). systemd ANDs a weekday with
  * a date while cron ORs them when both are restricted, so that case becomes
  * two `OnCalendar=` lines, whose union is cron's OR.
  */
@@ -21,11 +25,9 @@ const DAY_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /** The `OnCalendar=` values for a schedule: one, or two for cron's day OR. */
 export function toOnCalendar(schedule: CronSchedule, zone: string): string[] {
-  const time = `${calField(schedule.hour, 0)}:${
-    calField(schedule.minute, 0)
-  }:00`;
-  const month = calField(schedule.month, 1);
-  const dom = calField(schedule.dayOfMonth, 1);
+  const time = `${calField(schedule.hour)}:${calField(schedule.minute)}:00`;
+  const month = calField(schedule.month);
+  const dom = calField(schedule.dayOfMonth);
   const dow = weekdayList(schedule.dayOfWeek);
   const suffix = zone ? ` ${zone}` : "";
   if (schedule.dayOr) {
@@ -40,10 +42,16 @@ export function toOnCalendar(schedule: CronSchedule, zone: string): string[] {
 }
 
 /** One numeric field in systemd's syntax. */
-function calField(field: CronField, starBase: number): string {
+function calField(field: CronField): string {
   if (field.items.some((i) => i.star && i.step === 1)) return "*";
   return field.items.map((i) => {
-    if (i.star) return `${pad(starBase)}/${i.step}`;
+    if (i.star) {
+      // Closed at the last value the step reaches (see the header).
+      const last = i.end - (i.end - i.start) % i.step;
+      return last === i.start
+        ? pad(i.start)
+        : `${pad(i.start)}..${pad(last)}/${i.step}`;
+    }
     if (i.start === i.end) return pad(i.start);
     const range = `${pad(i.start)}..${pad(i.end)}`;
     return i.step === 1 ? range : `${range}/${i.step}`;
@@ -94,14 +102,32 @@ export interface SystemdUnitsOptions {
 export interface SystemdUnits {
   service: string;
   timer: string;
+  /** What the operator should know about these units. */
+  warnings: string[];
+}
+
+/** Paths a private /tmp (PrivateTmp=true) would hide from the run. */
+export function underTmp(paths: string[]): string[] {
+  return paths.filter((p) => /^\/(var\/)?tmp(\/|$)/.test(p));
 }
 
 /** The text of `image-agent.service` and `image-agent.timer`. */
 export function systemdUnits(options: SystemdUnitsOptions): SystemdUnits {
   const exec = [options.binary, "run", "--config", options.configFile]
     .map(systemdQuote).join(" ");
-  const writable = [...new Set(options.writablePaths)].map(systemdQuote)
-    .join(" ");
+  const paths = [...new Set(options.writablePaths)];
+  const writable = paths.map(systemdQuote).join(" ");
+  const hidden = underTmp([options.binary, options.configFile, ...paths]);
+  const warnings = hidden.length === 0 ? [] : [
+    `PrivateTmp= is off in ${SERVICE_NAME}: ${
+      hidden.join(", ")
+    } is under /tmp or /var/tmp, which a private /tmp would hide from the run (and which may be emptied at boot); move it elsewhere to keep the protection`,
+  ];
+  const privateTmp = hidden.length === 0
+    ? "PrivateTmp=true"
+    : `# PrivateTmp= is off: ${
+      hidden.join(" ")
+    } is under /tmp or /var/tmp,\n# which a private /tmp would hide.\nPrivateTmp=false`;
   const service =
     `# Written by 'image-agent install' / 'image-agent schedule export'.
 # One backup-and-cleanup pass; started by ${TIMER_NAME}.
@@ -109,6 +135,9 @@ export function systemdUnits(options: SystemdUnitsOptions): SystemdUnits {
 Description=image-agent: back up and clean up HD images of shipped orders
 Wants=network-online.target
 After=network-online.target
+# Wait for the file systems of these folders (a NAS mount at boot, when
+# Persistent= starts a missed run), and do not start without them.
+RequiresMountsFor=${writable}
 
 [Service]
 Type=oneshot
@@ -119,7 +148,7 @@ ExecStart=${exec}
 ProtectSystem=strict
 ReadWritePaths=${writable}
 ProtectHome=read-only
-PrivateTmp=true
+${privateTmp}
 PrivateDevices=true
 NoNewPrivileges=true
 ProtectKernelTunables=true
@@ -146,7 +175,7 @@ UMask=0077
     `# Written by 'image-agent install' / 'image-agent schedule export'.
 # cron "${options.schedule.source}" in ${options.timeZone}.
 [Unit]
-Description=image-agent nightly run (cron "${options.schedule.source}", ${options.timeZone})
+Description=image-agent scheduled run (cron "${options.schedule.source}", ${options.timeZone})
 
 [Timer]
 ${calendars}
@@ -157,5 +186,5 @@ ${delay}Unit=${SERVICE_NAME}
 [Install]
 WantedBy=timers.target
 `;
-  return { service, timer };
+  return { service, timer, warnings };
 }
