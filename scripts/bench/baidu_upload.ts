@@ -19,6 +19,7 @@ import {
   writeCredentials,
 } from "../../src/storage/baidu/credentials.ts";
 import { BaiduStorage } from "../../src/storage/baidu/storage.ts";
+import { IoPool } from "../../src/io/pool.ts";
 import { TokenManager } from "../../src/storage/baidu/tokens.ts";
 import { FakeBaidu } from "../../tests/fakes/baidu_server.ts";
 
@@ -56,6 +57,10 @@ async function child(): Promise<void> {
     secretKey: "fake-secret-key",
     log,
   }, systemClock);
+  // As many workers as a run on this machine starts (src/cli/context.ts).
+  const io = new IoPool({
+    workers: Math.min(4, navigator.hardwareConcurrency || 2),
+  });
   const storage = new BaiduStorage({
     folder: "/apps/image-agent/bench",
     endpoints: { oauth: values.url!, api: values.url!, upload: values.url! },
@@ -64,6 +69,8 @@ async function child(): Promise<void> {
     clock: systemClock,
     log,
     concurrency: Number(values.concurrency),
+    // The workers a run with the default backup.concurrency starts.
+    io,
   });
   const size = (await Deno.stat(values.file!)).size;
   const started = performance.now();
@@ -74,6 +81,7 @@ async function child(): Promise<void> {
     size,
   });
   const seconds = (performance.now() - started) / 1000;
+  await io.close();
   console.log(JSON.stringify({
     sizeMiB: size / MIB,
     seconds: Number(seconds.toFixed(2)),

@@ -46,8 +46,13 @@ export async function openContext(
   const config = readConfig(deps, configFlag);
   const ledger = Ledger.open(config.state.dir, () => deps.clock.now());
   // Workers start on the first file job, so opening this costs nothing.
+  // A local copy waits on the disk (a NAS), so each image in flight gets
+  // its own; Baidu's hashing only needs the cores, and each worker costs
+  // about 15 MiB.
   const io = new IoPool({
-    workers: config.backup.concurrency,
+    workers: config.backup.target === "baidu"
+      ? Math.min(config.backup.concurrency, navigator.hardwareConcurrency || 2)
+      : config.backup.concurrency,
     warn: (m) => deps.log.warn(m),
   });
   let shop: Shop | undefined;

@@ -101,28 +101,35 @@ async function writeBody(
   body: FileBody,
   stopped: () => boolean,
 ): Promise<void> {
-  const write = async (bytes: Uint8Array) => {
-    if (stopped() || req.destroyed) throw new Error("the request ended");
-    if (!req.write(bytes)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          req.off("drain", done);
-          req.off("close", done);
-          resolve();
-        };
-        req.on("drain", done);
-        req.on("close", done);
-      });
+  /** Resolves once the request has taken `bytes` (its write callback). */
+  const write = (bytes: Uint8Array) => {
+    if (stopped() || req.destroyed) {
+      return Promise.reject(new Error("the request ended"));
     }
+    return new Promise<void>((resolve, reject) => {
+      const onClose = () => reject(new Error("the request ended"));
+      req.once("close", onClose);
+      req.write(bytes, (err) => {
+        req.off("close", onClose);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
   };
   await write(body.head);
   {
     using file = await Deno.open(body.path, { read: true });
     await file.seek(body.offset, Deno.SeekMode.Start);
     let left = body.length;
-    while (left > 0) {
-      // A fresh piece each time: the request may still hold the last one.
-      const piece = new Uint8Array(Math.min(PIECE, left));
+    // Two pieces in turn: one is read while the other is sent, and a piece
+    // is filled again only once the request has let go of it (its write
+    // callback), so the part costs two pieces of memory, not a fresh one
+    // per read left for the garbage collector.
+    const pieces = [new Uint8Array(PIECE), new Uint8Array(PIECE)];
+    const released: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+    for (let turn = 0; left > 0; turn ^= 1) {
+      await released[turn];
+      const piece = pieces[turn].subarray(0, Math.min(PIECE, left));
       let filled = 0;
       while (filled < piece.length) {
         const n = await file.read(piece.subarray(filled));
@@ -134,9 +141,12 @@ async function writeBody(
         }
         filled += n;
       }
-      await write(piece);
+      const sent = write(piece);
+      sent.catch(() => {}); // awaited at this piece's next turn, or below
+      released[turn] = sent;
       left -= piece.length;
     }
+    await Promise.all(released);
   }
   await write(body.tail);
 }
