@@ -14,6 +14,12 @@
  *   eval "$(scripts/test-db-servers.sh start)"
  *   deno run -A scripts/bench/db_nothing_to_do.ts [--sizes 10000,100000] [--runs 3]
  *
+ * Then, with `--work N` (default 10,000), a run that has work: N orders
+ * all shipped long ago, each with a 4 KiB image on disk, backed up to a
+ * local folder and cleaned by one `image-agent run --json` per backend (a
+ * fresh shop for each of `--runs`): what the database side costs when every
+ * order is planned, completed, deleted and cleared.
+ *
  * Not a test: numbers depend on the machine. The server databases are named
  * `ia_test_bench_<size>` and dropped at the end.
  */
@@ -47,6 +53,7 @@ const { values } = parseArgs({
   options: {
     sizes: { type: "string", default: "10000,100000,1000000" },
     runs: { type: "string", default: "3" },
+    work: { type: "string", default: "10000" },
   },
 });
 const sizes = values.sizes!.split(",").map(Number);
@@ -292,12 +299,125 @@ async function benchOne(
   }
 }
 
+/** Gives every order of a built shop the status and an image to clean. */
+const FILL: Record<string, string> = {
+  sqlite:
+    `UPDATE orders SET status = 'shipped', hd_image = 'hd/' || id || '.png'`,
+  postgres:
+    `UPDATE orders SET status = 'shipped', hd_image = 'hd/' || id || '.png'`,
+  mysql:
+    `UPDATE orders SET status = 'shipped', hd_image = CONCAT('hd/', id, '.png')`,
+};
+
+/** Ships every order 100 days ago, after `migrate` added the column. */
+const AGE: Record<string, string> = {
+  sqlite: `UPDATE orders SET shipped_at = datetime('now', '-100 days')`,
+  postgres: `UPDATE orders SET shipped_at = now() - interval '100 days'`,
+  mysql: `UPDATE orders SET shipped_at = UTC_TIMESTAMP() - INTERVAL 100 DAY`,
+};
+
+/** Runs one statement on a built shop through the agent's own driver. */
+async function exec(shop: Built, statement: string): Promise<void> {
+  const d = shop.database;
+  if (d.driver === "sqlite") {
+    const db = new DatabaseSync(String(d.path));
+    db.exec(statement);
+    db.close();
+  } else if (d.driver === "postgres") {
+    const sql = postgres(String(d.url), { onnotice: () => {}, max: 1 });
+    await sql.unsafe(statement);
+    await sql.end();
+  } else {
+    const conn = await mysql.createConnection(String(d.url));
+    await conn.query(statement);
+    await conn.end();
+  }
+}
+
+interface WorkRow {
+  driver: string;
+  orders: number;
+  runSeconds: number | null;
+  cleaned: number;
+}
+
+/** One run over `n` due orders on a fresh shop, `runs` times; the median. */
+async function benchWork(
+  driver: string,
+  n: number,
+  build: () => Promise<Built>,
+  dir: string,
+): Promise<WorkRow> {
+  const times: number[] = [];
+  let cleaned = 0;
+  for (let i = 0; i < runs; i++) {
+    const shop = await build();
+    const work = join(dir, `work-${driver}-${n}-${i}`);
+    try {
+      for (const sub of ["images/hd", "backup", "state"]) {
+        await Deno.mkdir(join(work, sub), { recursive: true });
+      }
+      const image = new Uint8Array(4096);
+      for (let k = 1; k <= n; k++) {
+        image[0] = k & 0xff;
+        image[1] = (k >> 8) & 0xff;
+        image[2] = k >> 16;
+        await Deno.writeFile(join(work, "images/hd", `${k}.png`), image);
+      }
+      const raw = {
+        database: shop.database,
+        orders: { shippedStatuses: ["shipped"] },
+        images: { root: join(work, "images") },
+        cleanup: { afterDays: 10 },
+        backup: { target: "local", local: { dir: join(work, "backup") } },
+        state: { dir: join(work, "state") },
+      };
+      const configPath = join(work, "image-agent.json");
+      await Deno.writeTextFile(configPath, JSON.stringify(raw, null, 2));
+      const s = await openShop(parseConfig(raw, configPath));
+      await s.migrate(new Date());
+      await s.close();
+      await exec(shop, FILL[driver]);
+      await exec(shop, AGE[driver]);
+      const t = performance.now();
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--quiet",
+          MAIN,
+          "run",
+          "--json",
+          "--quiet",
+          "--config",
+          configPath,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const took = (performance.now() - t) / 1000;
+      if (out.code !== 0) {
+        console.error(new TextDecoder().decode(out.stderr));
+        return { driver, orders: n, runSeconds: null, cleaned: 0 };
+      }
+      cleaned = JSON.parse(new TextDecoder().decode(out.stdout)).cleaned;
+      times.push(took);
+    } finally {
+      await shop.drop();
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+    }
+  }
+  return { driver, orders: n, runSeconds: round(median(times)), cleaned };
+}
+
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
 const dir = await Deno.makeTempDir({ prefix: "ia-bench-db-" });
 const rows: Row[] = [];
+const work: WorkRow[] = [];
+const workN = Number(values.work);
 const pg = Deno.env.get("IMAGE_AGENT_TEST_PG_URL");
 const my = Deno.env.get("IMAGE_AGENT_TEST_MYSQL_URL");
 try {
@@ -312,6 +432,17 @@ try {
       rows.push(await benchOne(driver, n, build, dir));
     }
   }
+  if (workN > 0) {
+    const plan: [string, () => Promise<Built>][] = [
+      ["sqlite", () => buildSqlite(dir, workN)],
+    ];
+    if (pg) plan.push(["postgres", () => buildPostgres(pg, workN)]);
+    if (my) plan.push(["mysql", () => buildMysql(my, workN)]);
+    for (const [driver, build] of plan) {
+      console.error(`${driver}: a run over ${workN} due orders`);
+      work.push(await benchWork(driver, workN, build, dir));
+    }
+  }
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
@@ -322,6 +453,7 @@ console.log(JSON.stringify(
     deno: Deno.version.deno,
     runs,
     rows,
+    work,
   },
   null,
   2,
