@@ -55,7 +55,7 @@ async function file(dataDir: string, size: number): Promise<string> {
   return path;
 }
 
-function entry(mode: string, path: string): string[] {
+function entry(mode: string, path: string, workers?: number): string[] {
   return [
     Deno.execPath(),
     "run",
@@ -64,6 +64,7 @@ function entry(mode: string, path: string): string[] {
     join(REPO, "scripts/bench/hash_entry.ts"),
     mode,
     path,
+    ...(workers === undefined ? [] : [String(workers)]),
   ];
 }
 
@@ -75,7 +76,13 @@ export async function benchHashing(
 ): Promise<HashResult> {
   const path = await file(dataDir, size);
   await sh(["sh", "-c", `cat '${path}' > /dev/null`]); // warm the page cache
-  const plan = [
+  const plan: {
+    what: string;
+    agentMode: string;
+    workers?: number;
+    peer: string[];
+    informational?: boolean;
+  }[] = [
     {
       what: "MD5 block list (4 MiB blocks)",
       agentMode: "md5-blocks",
@@ -83,8 +90,15 @@ export async function benchHashing(
     },
     { what: "SHA-256", agentMode: "sha256", peer: ["sha256sum"] },
     {
+      what: "MD5 block list on one worker (the speed of one core)",
+      agentMode: "md5-blocks",
+      workers: 1,
+      peer: ["md5sum"],
+      informational: true,
+    },
+    {
       what:
-        "Baidu upload digest (SHA-256 + MD5 + slice MD5 + block list, one read)",
+        "Baidu upload hashes (block list, whole-file MD5 and slice MD5, SHA-256 beside them)",
       agentMode: "digest",
       peer: ["md5sum", "sha256sum"],
       informational: true,
@@ -97,7 +111,9 @@ export async function benchHashing(
     const peerSamples: Sample[] = [];
     for (let r = 0; r < runs; r++) {
       note(`hashing: ${p.agentMode} vs ${p.peer.join(" + ")}, run ${r + 1}`);
-      const a = await timed(entry(p.agentMode, path), { keepStdout: true });
+      const a = await timed(entry(p.agentMode, path, p.workers), {
+        keepStdout: true,
+      });
       inside.push(JSON.parse(a.stdout).seconds);
       agentSamples.push(a);
       let secs = 0;
