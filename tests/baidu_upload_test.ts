@@ -58,6 +58,12 @@ Deno.test("put() sends every part with several in flight and the fake holds the 
   assert.equal(f.fake.calls.get("create"), 1);
   assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
   assert.match(put.verifiedBy, /create/);
+  assert.deepEqual(
+    [...f.fake.uploadsByHost],
+    [[f.fake.uploadUrls[0], 11]],
+    "every part goes to the host locateupload names",
+  );
+  assert.deepEqual(f.fake.refused, []);
   assertNoSecrets(f.log.lines, f.secrets());
 });
 

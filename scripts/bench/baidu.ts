@@ -82,13 +82,25 @@ export interface BaiduResult {
 }
 
 interface Curlable {
-  url: string;
+  /** The file API host. */
+  api: string;
+  /** The PCS host parts go to (curl skips locateupload). */
+  upload: string;
   token: string;
 }
 
-function api(c: Curlable, path: string, query: Record<string, string>) {
+function call(
+  base: string,
+  c: Curlable,
+  path: string,
+  query: Record<string, string>,
+) {
   const q = new URLSearchParams({ ...query, access_token: c.token });
-  return `${c.url}${path}?${q}`;
+  return `${base}${path}?${q}`;
+}
+
+function api(c: Curlable, path: string, query: Record<string, string>) {
+  return call(c.api, c, path, query);
 }
 
 /** Chunks of `path` written beside it, with their MD5s (not timed). */
@@ -158,7 +170,7 @@ async function curlUpload(
       "/dev/null",
       "-F",
       `file=@${chunk};type=application/octet-stream`,
-      api(c, "/rest/2.0/pcs/superfile2", {
+      call(c.upload, c, "/rest/2.0/pcs/superfile2", {
         method: "upload",
         type: "tmpfile",
         path: remote,
@@ -280,7 +292,11 @@ async function oneSet(
     const fake = await FakeBaidu.start({});
     try {
       const pair = fake.issueTokens();
-      const c: Curlable = { url: fake.url, token: pair.access_token };
+      const c: Curlable = {
+        api: fake.endpoints.api,
+        upload: fake.endpoints.upload,
+        token: pair.access_token,
+      };
       // image-agent
       const work = join(base, "work");
       await removeTree(work);

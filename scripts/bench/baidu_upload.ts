@@ -31,7 +31,8 @@ const { values } = parseArgs({
     "vip-type": { type: "string", default: "0" },
     concurrency: { type: "string", default: "3" },
     child: { type: "boolean" },
-    url: { type: "string" },
+    /** The fake's endpoints block, as JSON. */
+    endpoints: { type: "string" },
     file: { type: "string" },
     state: { type: "string" },
   },
@@ -49,16 +50,17 @@ function peakRssMiB(): number | null {
 
 async function child(): Promise<void> {
   const log = createLogger({ level: "warn" });
+  const endpoints = JSON.parse(values.endpoints!);
   const tokens = new TokenManager(credentialsPath(values.state!), {
     fetch,
-    oauthBase: values.url!,
+    oauthBase: endpoints.oauth,
     appKey: "fake-app-key",
     secretKey: "fake-secret-key",
     log,
   }, systemClock);
   const storage = new BaiduStorage({
     folder: "/apps/image-agent/bench",
-    endpoints: { oauth: values.url!, api: values.url!, upload: values.url! },
+    endpoints,
     tokens,
     fetch,
     clock: systemClock,
@@ -74,6 +76,7 @@ async function child(): Promise<void> {
     size,
   });
   const seconds = (performance.now() - started) / 1000;
+  await storage.close(); // its hash workers would keep the process alive
   console.log(JSON.stringify({
     sizeMiB: size / MIB,
     seconds: Number(seconds.toFixed(2)),
@@ -118,8 +121,8 @@ async function parent(): Promise<void> {
         "-A",
         new URL(import.meta.url).pathname,
         "--child",
-        "--url",
-        fake.url,
+        "--endpoints",
+        JSON.stringify(fake.endpoints),
         "--file",
         file,
         "--state",

@@ -61,7 +61,7 @@ export async function startBaidu(
   }
   const tokens = new TokenManager(credFile, {
     fetch,
-    oauthBase: fake.url,
+    oauthBase: fake.endpoints.oauth,
     appKey: fake.appKey,
     secretKey: fake.secretKey,
     log,

@@ -1,13 +1,23 @@
 /**
- * A fake Baidu Netdisk on loopback, strict where the real one is: OAuth
- * (code, device and refresh grants, with refresh-token rotation that kills
- * the old pair), uinfo and quota, precreate / locateupload / superfile2 /
- * create with block-list MD5 checks, part sizes by member level and upload
- * ids that expire, list, filemetas with dlinks, a dlink that demands
- * `User-Agent: pan.baidu.com` and answers 302 to a CDN path on the same
- * server, `Range`, and filemanager delete. Errors come in the real shapes.
+ * A fake Baidu Netdisk on loopback, as strict as the protocol reference
+ * describes the real one, so a client that departs from it fails here.
  *
- * Faults are queued by method name ("token", "device", "uinfo", "quota",
+ * Each host of the real service is its own origin: OAuth
+ * (`openapi.baidu.com`), the file API (`pan.baidu.com`), the PCS host
+ * (`d.pcs.baidu.com`: locateupload, superfile2, dlinks), the upload host
+ * locateupload names (a plain HTTP/1.1 server over TCP, so a part can be cut
+ * mid-body) and a CDN the dlink redirects to. A call to the wrong host, with
+ * the wrong HTTP verb or the wrong `method` is refused. Requests are checked
+ * field by field: on POSTs only `method`, `opera` and `access_token` in the
+ * query and the rest in a form body; precreate and create with `isdir`,
+ * `rtype`, lowercase hex MD5s and a block count that fits the size and the
+ * member's chunk size; create's block list equal to precreate's; superfile2
+ * with `method=upload`, `type=tmpfile`, one multipart field `file` with an
+ * ASCII file name and a real length; locateupload with its four parameters;
+ * writes only under `/apps/<app>/`. OAuth has code, device and refresh grants,
+ * with a refresh that kills the old pair. Errors come in the real shapes.
+ *
+ * Faults are queued by call name ("token", "device", "uinfo", "quota",
  * "precreate", "locateupload", "upload", "create", "list", "filemetas",
  * "delete", "dlink", "cdn"): an error answer on the next N calls, a
  * connection dropped mid-answer or (upload host) mid-request while the
@@ -18,10 +28,13 @@
 import { createHash } from "node:crypto";
 
 const MIB = 1 << 20;
+export const APPID = "250528";
 
 export interface FakeBaiduOptions {
   appKey?: string;
   secretKey?: string;
+  /** The app's own folder: writes go under `/apps/<appName>/` only. */
+  appName?: string;
   vipType?: number;
   quotaTotal?: number;
   /** What counts as "4 MiB" in the chunk rules; small in tests. */
@@ -46,6 +59,7 @@ interface Session {
   path: string;
   size: number;
   blockList: string[];
+  rtype: string;
   parts: Map<number, { md5: string; bytes?: Uint8Array; length: number }>;
   expired: boolean;
 }
@@ -91,20 +105,111 @@ export interface Fault {
   lieSize?: number;
 }
 
+type HostName = "oauth" | "api" | "pcs" | "upload" | "cdn";
+
+interface Route {
+  hosts: HostName[];
+  verb: "GET" | "POST";
+  path: string | RegExp;
+  /** The `method` query parameter the call must carry. */
+  method?: string;
+  /** The call's name, for faults and counts. */
+  name: string;
+}
+
+/** Every call the protocol reference names, and where it is served. */
+const ROUTES: Route[] = [
+  { hosts: ["oauth"], verb: "GET", path: "/oauth/2.0/token", name: "token" },
+  {
+    hosts: ["oauth"],
+    verb: "GET",
+    path: "/oauth/2.0/device/code",
+    name: "device",
+  },
+  {
+    hosts: ["api"],
+    verb: "GET",
+    path: "/rest/2.0/xpan/nas",
+    method: "uinfo",
+    name: "uinfo",
+  },
+  { hosts: ["api"], verb: "GET", path: "/api/quota", name: "quota" },
+  {
+    hosts: ["api"],
+    verb: "POST",
+    path: "/rest/2.0/xpan/file",
+    method: "precreate",
+    name: "precreate",
+  },
+  {
+    hosts: ["api"],
+    verb: "POST",
+    path: "/rest/2.0/xpan/file",
+    method: "create",
+    name: "create",
+  },
+  {
+    hosts: ["api"],
+    verb: "GET",
+    path: "/rest/2.0/xpan/file",
+    method: "list",
+    name: "list",
+  },
+  {
+    hosts: ["api"],
+    verb: "POST",
+    path: "/rest/2.0/xpan/file",
+    method: "filemanager",
+    name: "delete",
+  },
+  {
+    hosts: ["api"],
+    verb: "GET",
+    path: "/rest/2.0/xpan/multimedia",
+    method: "filemetas",
+    name: "filemetas",
+  },
+  {
+    hosts: ["pcs"],
+    verb: "GET",
+    path: "/rest/2.0/pcs/file",
+    method: "locateupload",
+    name: "locateupload",
+  },
+  {
+    hosts: ["pcs", "upload"],
+    verb: "POST",
+    path: "/rest/2.0/pcs/superfile2",
+    method: "upload",
+    name: "upload",
+  },
+  { hosts: ["pcs"], verb: "GET", path: /^\/file\/\d+$/, name: "dlink" },
+  { hosts: ["cdn"], verb: "GET", path: /^\/cdn\/\d+$/, name: "cdn" },
+];
+
+/** Query parameters a POST may carry; everything else goes in the body. */
+const POST_QUERY = new Set(["method", "opera", "access_token"]);
+const MD5_HEX = /^[0-9a-f]{32}$/;
+
 export class FakeBaidu {
   readonly appKey: string;
   readonly secretKey: string;
+  readonly appName: string;
   vipType: number;
   quotaTotal: number;
   readonly chunkUnit: number;
   readonly files = new Map<string, StoredFile>();
   readonly sessions = new Map<string, Session>();
-  /** Calls per method name, for assertions. */
+  /** Calls per name, for assertions. */
   readonly calls = new Map<string, number>();
+  /** Parts received per upload host origin. */
+  readonly uploadsByHost = new Map<string, number>();
   /** Every User-Agent seen on dlink calls. */
   readonly userAgents: string[] = [];
-  /** Every query string seen, to prove tokens travel where expected. */
+  /** Every request line seen, to prove tokens travel where expected. */
   readonly log: string[] = [];
+  /** Requests refused as malformed or misdirected, with the reason. */
+  readonly refused: string[] = [];
   /** Every access and refresh token ever issued (none may leak). */
   readonly issued: string[] = [];
   /** Part numbers received intact, per upload id, in arrival order. */
@@ -113,7 +218,7 @@ export class FakeBaidu {
   readonly uploadIds: string[] = [];
   /** `Range` headers seen on CDN downloads. */
   readonly ranges: string[] = [];
-  /** Times (ms) of every call per method, to check backoff. */
+  /** Times (ms, real time) of every call per name, to check backoff. */
   readonly times = new Map<string, number[]>();
   /** Names the server refuses (errno -7) though the client allows them. */
   rejectName?: (name: string) => boolean;
@@ -125,62 +230,73 @@ export class FakeBaidu {
   #faults = new Map<string, (Fault | null)[]>();
   #nextId = 9007199254740993n; // above 2^53: ids must not pass through a float
   #seq = 0;
-  #discard: boolean;
-  #server?: Deno.HttpServer;
-  #uploads?: Deno.Listener;
+  #dropBytes: boolean;
+  #servers: Deno.HttpServer[] = [];
+  #listeners: Deno.Listener[] = [];
   #conns = new Set<Deno.Conn>();
-  url = "";
-  /**
-   * The upload host `locateupload` names: a plain HTTP/1.1 server over TCP
-   * (one request per connection), so a part can be cut mid-body.
-   */
-  uploadUrl = "";
+  /** Releases requests held open by a `stall` fault. */
+  #stalled = new Set<() => void>();
+  oauthUrl = "";
+  apiUrl = "";
+  /** The PCS host: locateupload, superfile2 as a fallback, dlinks. */
+  pcsUrl = "";
+  cdnUrl = "";
+  /** The upload hosts locateupload names. */
+  uploadUrls: string[] = [];
 
   constructor(options: FakeBaiduOptions = {}) {
     this.appKey = options.appKey ?? "fake-app-key";
     this.secretKey = options.secretKey ?? "fake-secret-key";
+    this.appName = options.appName ?? "image-agent";
     this.vipType = options.vipType ?? 0;
     this.quotaTotal = options.quotaTotal ?? 2 * 1024 ** 4;
     this.chunkUnit = options.chunkUnit ?? 4 * MIB;
-    this.#discard = options.discardBytes ?? false;
+    this.#dropBytes = options.discardBytes ?? false;
     this.codes = new Set(options.codes ?? ["good-code"]);
   }
 
   static async start(options: FakeBaiduOptions = {}): Promise<FakeBaidu> {
     const fake = new FakeBaidu(options);
-    await new Promise<void>((resolve) => {
-      fake.#server = Deno.serve({
-        hostname: "127.0.0.1",
-        port: 0,
-        onListen: ({ port }) => {
-          fake.url = `http://127.0.0.1:${port}`;
-          resolve();
-        },
-      }, (req) => fake.#handle(req));
-    });
-    fake.#uploads = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    fake.uploadUrl = `http://127.0.0.1:${
-      (fake.#uploads.addr as Deno.NetAddr).port
-    }`;
-    fake.#acceptUploads(fake.#uploads);
+    fake.oauthUrl = await fake.#serve("oauth");
+    fake.apiUrl = await fake.#serve("api");
+    fake.pcsUrl = await fake.#serve("pcs");
+    fake.cdnUrl = await fake.#serve("cdn");
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    fake.#listeners.push(listener);
+    const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    fake.uploadUrls.push(url);
+    fake.#acceptUploads(listener, url);
     return fake;
   }
 
+  #serve(host: HostName): Promise<string> {
+    return new Promise((resolve) => {
+      const server = Deno.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        onListen: ({ port }) => resolve(`http://127.0.0.1:${port}`),
+        onError: () => new Response("internal error", { status: 500 }),
+      }, (req) => this.#handle(host, req));
+      this.#servers.push(server);
+    });
+  }
+
   async close(): Promise<void> {
-    this.#uploads?.close();
+    for (const release of this.#stalled) release();
+    for (const l of this.#listeners) l.close();
     for (const c of this.#conns) {
       try {
         c.close();
       } catch { /* already closed */ }
     }
-    await this.#server?.shutdown();
+    await Promise.all(this.#servers.map((s) => s.shutdown()));
   }
 
-  async #acceptUploads(listener: Deno.Listener): Promise<void> {
+  async #acceptUploads(listener: Deno.Listener, origin: string): Promise<void> {
     try {
       for await (const conn of listener) {
         this.#conns.add(conn);
-        this.#uploadConn(conn).catch(() => {}).finally(() => {
+        this.#uploadConn(conn, origin).catch(() => {}).finally(() => {
           this.#conns.delete(conn);
           try {
             conn.close();
@@ -190,8 +306,8 @@ export class FakeBaidu {
     } catch { /* listener closed */ }
   }
 
-  /** One request on the upload host, answered by the same handler. */
-  async #uploadConn(conn: Deno.Conn): Promise<void> {
+  /** One request on an upload host, answered by the same handler. */
+  async #uploadConn(conn: Deno.Conn, origin: string): Promise<void> {
     // Read pieces are kept in a list and joined once: parts are megabytes.
     const pieces: Uint8Array[] = [];
     let have = 0;
@@ -225,10 +341,7 @@ export class FakeBaidu {
     const taken = isPart ? { fault: this.#count("upload") } : undefined;
     const next = taken?.fault;
     if (next && (next.cutAfter !== undefined || next.stall)) {
-      this.times.set("upload", [
-        ...(this.times.get("upload") ?? []),
-        Date.now(),
-      ]);
+      this.#time("upload");
       if (next.cutAfter !== undefined) {
         while (have < next.cutAfter && await more()) { /* read on */ }
         return; // closes the connection with the client still sending
@@ -240,14 +353,14 @@ export class FakeBaidu {
       while (have < length) if (!(await more())) return;
     }
     const buf = join(pieces);
-    const req = new Request(`${this.uploadUrl}${target}`, {
+    const req = new Request(`${origin}${target}`, {
       method,
       headers,
       body: method === "POST" && Number.isFinite(length)
         ? buf.slice(0, length)
         : undefined,
     });
-    const res = await this.#handle(req, taken);
+    const res = await this.#handle("upload", req, taken);
     const out: Uint8Array[] = [];
     let broken = false;
     try {
@@ -271,7 +384,12 @@ export class FakeBaidu {
 
   /** The endpoints block of a config pointing here. */
   get endpoints() {
-    return { oauth: this.url, api: this.url, upload: this.url };
+    return { oauth: this.oauthUrl, api: this.apiUrl, upload: this.pcsUrl };
+  }
+
+  /** The app's own folder, `/apps/<appName>`. */
+  get appRoot(): string {
+    return `/apps/${this.appName}`;
   }
 
   /** Issues a fresh token pair, as a finished login would. */
@@ -288,14 +406,14 @@ export class FakeBaidu {
   }
 
   /**
-   * Queues `fault` for the next `times` calls of `method`, after letting
+   * Queues `fault` for the next `times` calls of `name`, after letting
    * `after` calls through untouched.
    */
-  fail(method: string, fault: Fault, times = 1, after = 0): void {
-    const list = this.#faults.get(method) ?? [];
+  fail(name: string, fault: Fault, times = 1, after = 0): void {
+    const list = this.#faults.get(name) ?? [];
     for (let i = 0; i < after; i++) list.push(null);
     for (let i = 0; i < times; i++) list.push(fault);
-    this.#faults.set(method, list);
+    this.#faults.set(name, list);
   }
 
   /** Expires every open upload session. */
@@ -318,17 +436,21 @@ export class FakeBaidu {
       size: bytes.length,
       md5: md5(bytes),
       blockList,
-      bytes: this.#discard ? undefined : bytes,
+      bytes: this.#dropBytes ? undefined : bytes,
       mtime: Math.floor(Date.now() / 1000),
     };
     this.files.set(path, f);
     return f;
   }
 
-  #count(method: string): Fault | undefined {
-    this.calls.set(method, (this.calls.get(method) ?? 0) + 1);
-    const list = this.#faults.get(method);
+  #count(name: string): Fault | undefined {
+    this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
+    const list = this.#faults.get(name);
     return list?.shift() ?? undefined;
+  }
+
+  #time(name: string): void {
+    this.times.set(name, [...(this.times.get(name) ?? []), Date.now()]);
   }
 
   /** Drops every queued fault. */
@@ -336,32 +458,81 @@ export class FakeBaidu {
     this.#faults.clear();
   }
 
-  /** Faults still queued for `method` (null entries are pass-throughs). */
-  pending(method: string): number {
-    return this.#faults.get(method)?.filter((f) => f !== null).length ?? 0;
+  /** Faults still queued for `name` (null entries are pass-throughs). */
+  pending(name: string): number {
+    return this.#faults.get(name)?.filter((f) => f !== null).length ?? 0;
   }
 
-  /** `taken`: the fault already drawn for this call by the upload host. */
-  async #handle(req: Request, taken?: { fault?: Fault }): Promise<Response> {
+  /** A refused request: remembered for the test, answered like Baidu. */
+  #refuse(why: string, response: Response): Response {
+    this.refused.push(why);
+    return response;
+  }
+
+  /**
+   * Routes a request by host, path, verb and `method`, checks where its
+   * parameters are, draws its fault and answers it. `taken`: the fault
+   * already drawn for this call by the upload host.
+   */
+  async #handle(
+    host: HostName,
+    req: Request,
+    taken?: { fault?: Fault },
+  ): Promise<Response> {
     const url = new URL(req.url);
     this.log.push(`${req.method} ${url.pathname}${url.search}`);
     const q = url.searchParams;
     const p = url.pathname;
-    const method = p === "/oauth/2.0/token"
-      ? "token"
-      : p === "/oauth/2.0/device/code"
-      ? "device"
-      : p.startsWith("/dl/")
-      ? "dlink"
-      : p.startsWith("/cdn/")
-      ? "cdn"
-      : p === "/api/quota"
-      ? "quota"
-      : q.get("method") === "filemanager"
-      ? "delete"
-      : q.get("method") ?? p;
-    const fault = taken ? taken.fault : this.#count(method);
-    this.times.set(method, [...(this.times.get(method) ?? []), Date.now()]);
+    const route = ROUTES.find((r) =>
+      r.hosts.includes(host) && r.verb === req.method &&
+      (typeof r.path === "string" ? r.path === p : r.path.test(p)) &&
+      (r.method === undefined || q.get("method") === r.method)
+    );
+    const what = `${req.method} ${p}${
+      q.get("method") ? ` method=${q.get("method")}` : ""
+    } on the ${host} host`;
+    if (!route) {
+      await discard(req);
+      const known = ROUTES.some((r) =>
+        r.hosts.includes(host) &&
+        (typeof r.path === "string" ? r.path === p : r.path.test(p))
+      );
+      return known
+        ? this.#refuse(
+          `${what}: no such call`,
+          json({ error_code: 3, error_msg: "unsupported api" }, 400),
+        )
+        : this.#refuse(
+          `${what}: not served there`,
+          new Response("<html><body>404 Not Found</body></html>", {
+            status: 404,
+            headers: { "content-type": "text/html" },
+          }),
+        );
+    }
+    const name = route.name;
+    let form = new URLSearchParams();
+    if (req.method === "POST" && name !== "upload") {
+      const misplaced = [...q.keys()].filter((k) => !POST_QUERY.has(k));
+      const type = req.headers.get("content-type") ?? "";
+      if (misplaced.length > 0) {
+        await discard(req);
+        return this.#refuse(
+          `${what}: ${misplaced.join(", ")} in the query`,
+          json({ errno: 2, errmsg: "param error", request_id: this.#seq++ }),
+        );
+      }
+      if (!type.startsWith("application/x-www-form-urlencoded")) {
+        await discard(req);
+        return this.#refuse(
+          `${what}: body is ${type || "untyped"}, not a form`,
+          json({ errno: 2, errmsg: "param error", request_id: this.#seq++ }),
+        );
+      }
+      form = new URLSearchParams(await req.text());
+    }
+    const fault = taken ? taken.fault : this.#count(name);
+    this.#time(name);
     if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
     if (fault?.expireToken) this.expireAccessToken();
     if (fault?.fillQuota !== undefined) {
@@ -371,11 +542,11 @@ export class FakeBaidu {
       this.expireAccessToken();
       this.refreshToken = `dead-${crypto.randomUUID()}`;
     }
-    const pcs = p.startsWith("/rest/2.0/pcs/") || method === "cdn" ||
-      method === "dlink";
+    const pcs = host !== "api" && host !== "oauth";
     const special = fault &&
       (fault.dropAfter !== undefined || fault.corrupt || fault.wrongMd5 ||
-        fault.ghost || fault.lieSize !== undefined);
+        fault.ghost || fault.lieSize !== undefined ||
+        fault.cutAfter !== undefined || fault.stall);
     if (fault && !special) {
       if (fault.oauthError) {
         return json(
@@ -387,7 +558,7 @@ export class FakeBaidu {
         ? { "retry-after": String(fault.retryAfter) }
         : {};
       if (fault.errorCode !== undefined) {
-        await req.body?.cancel();
+        await discard(req);
         return json(
           {
             error_code: fault.errorCode,
@@ -399,7 +570,7 @@ export class FakeBaidu {
         );
       }
       if (fault.errno !== undefined) {
-        await req.body?.cancel();
+        await discard(req);
         return json(
           {
             errno: fault.errno,
@@ -411,23 +582,21 @@ export class FakeBaidu {
         );
       }
       if (fault.status) {
+        await discard(req);
         return new Response("<html>error</html>", { status: fault.status });
       }
     }
-    if (method === "token") return this.#token(q);
-    if (method === "device") return this.#deviceCode(q);
-    if (method === "cdn") return this.#cdn(req, fault);
+    if (name === "token") return this.#token(q);
+    if (name === "device") return this.#deviceCode(q);
+    if (name === "cdn") return this.#cdn(req, fault);
     const token = q.get("access_token");
     if (token !== this.accessToken || !token) {
-      await req.body?.cancel();
+      await discard(req);
       return pcs
         ? json({ error_code: 111, error_msg: "Access token expired" }, 401)
         : json({ errno: -6, errmsg: "access token invalid", request_id: 2 });
     }
-    const form = req.method === "POST" && method !== "upload"
-      ? new URLSearchParams(await req.text())
-      : new URLSearchParams();
-    switch (method) {
+    switch (name) {
       case "uinfo":
         return json({
           baidu_name: "宠物画像店",
@@ -448,14 +617,9 @@ export class FakeBaidu {
       case "precreate":
         return this.#precreate(form);
       case "locateupload":
-        return json({
-          servers: [{ server: this.uploadUrl }],
-          bak_servers: [{ server: this.url }],
-          error_code: 0,
-          request_id: this.#seq++,
-        });
+        return this.#locate(q);
       case "upload":
-        return await this.#upload(req, q, fault);
+        return await this.#upload(req, q, url.origin, fault);
       case "create":
         return this.#create(form, fault);
       case "list":
@@ -463,9 +627,9 @@ export class FakeBaidu {
       case "filemetas":
         return this.#filemetas(q);
       case "delete":
-        return this.#delete(form);
+        return this.#delete(q, form);
       case "dlink":
-        return this.#dlink(req, p);
+        return this.#dlink(req, q, p);
     }
     return json({ error_code: 3, error_msg: "unsupported api" }, 400);
   }
@@ -522,11 +686,17 @@ export class FakeBaidu {
     if (q.get("client_id") !== this.appKey) {
       return json({ error: "invalid_client" }, 400);
     }
+    if (
+      q.get("response_type") !== "device_code" ||
+      !/\bnetdisk\b/.test(q.get("scope") ?? "")
+    ) {
+      return json({ error: "invalid_request" }, 400);
+    }
     return json({
       device_code: "DEVICE-CODE",
       user_code: "ABCD-1234",
-      verification_url: `${this.url}/device`,
-      qrcode_url: `${this.url}/qr/ABCD-1234`,
+      verification_url: `${this.oauthUrl}/device`,
+      qrcode_url: `${this.oauthUrl}/qr/ABCD-1234`,
       expires_in: 1800,
       interval: 5,
     });
@@ -540,30 +710,70 @@ export class FakeBaidu {
       : this.chunkUnit;
   }
 
-  #precreate(form: URLSearchParams): Response {
-    const path = form.get("path") ?? "";
-    const size = Number(form.get("size"));
-    let blockList: string[];
-    try {
-      blockList = JSON.parse(form.get("block_list") ?? "");
-    } catch {
-      return json({ errno: 2, errmsg: "param error" });
-    }
-    if (!path.startsWith("/apps/")) {
-      return json({ errno: -7, errmsg: "no access" });
+  /** Why a write to `path` is refused, as an answer; undefined when fine. */
+  #pathProblem(path: string): Response | undefined {
+    if (!path.startsWith(`${this.appRoot}/`) || path.includes("/../")) {
+      return json({ errno: 31064, errmsg: "upload path error" });
     }
     const name = path.split("/").pop() ?? "";
     if (
-      /[\\?|"><:*]/.test(name) || /^[.\s]|[.\s]$/.test(name) ||
+      name === "" || /[\\?|"><:*]/.test(name) || /^[.\s]|[.\s]$/.test(name) ||
       this.rejectName?.(name)
     ) {
       return json({ errno: -7, errmsg: "file name invalid" });
     }
-    if (
-      form.get("autoinit") !== "1" || !Array.isArray(blockList) ||
-      blockList.length === 0
-    ) {
-      return json({ errno: 2, errmsg: "param error" });
+    return undefined;
+  }
+
+  /**
+   * Why a block list does not fit `size`, or undefined: lowercase hex MD5s,
+   * as many as the member's chunk size allows (exactly `chunkUnit` chunks
+   * for ordinary accounts; VIPs may pick a larger size), at most 1024.
+   */
+  #blockProblem(list: unknown, size: number): string | undefined {
+    if (!Array.isArray(list) || list.length === 0) return "not a list";
+    if (!list.every((m) => typeof m === "string" && MD5_HEX.test(m))) {
+      return "not lowercase 32-digit hex MD5s";
+    }
+    const most = Math.max(1, Math.ceil(size / this.chunkUnit));
+    const least = Math.max(1, Math.ceil(size / this.#maxChunk()));
+    if (list.length > most || list.length < least) {
+      return `${list.length} blocks for ${size} bytes`;
+    }
+    if (list.length > 1024) return "more than 1024 blocks";
+    return undefined;
+  }
+
+  #precreate(form: URLSearchParams): Response {
+    const path = form.get("path") ?? "";
+    const sizeText = form.get("size") ?? "";
+    const size = Number(sizeText);
+    let blockList: string[];
+    try {
+      blockList = JSON.parse(form.get("block_list") ?? "");
+    } catch {
+      return this.#param("precreate: block_list is not JSON");
+    }
+    const bad = this.#pathProblem(path);
+    if (bad) return bad;
+    if (!/^\d+$/.test(sizeText)) return this.#param("precreate: size");
+    if (form.get("isdir") !== "0") return this.#param("precreate: isdir");
+    if (form.get("autoinit") !== "1") return this.#param("precreate: autoinit");
+    const rtype = form.get("rtype") ?? "";
+    if (!/^[0-3]$/.test(rtype)) return this.#param("precreate: rtype");
+    const blocks = this.#blockProblem(blockList, size);
+    if (blocks) return this.#param(`precreate: block_list ${blocks}`);
+    for (const key of ["content-md5", "slice-md5"]) {
+      const v = form.get(key);
+      if (v !== null && !MD5_HEX.test(v)) {
+        return this.#param(`precreate: ${key}`);
+      }
+    }
+    for (const key of ["local_ctime", "local_mtime"]) {
+      const v = form.get(key);
+      if (v !== null && !/^\d+$/.test(v)) {
+        return this.#param(`precreate: ${key}`);
+      }
     }
     const limit = (this.vipType >= 2 ? 20 : this.vipType === 1 ? 10 : 4) *
       1024 ** 3;
@@ -592,6 +802,7 @@ export class FakeBaidu {
       path,
       size,
       blockList,
+      rtype,
       parts: new Map(),
       expired: false,
     });
@@ -605,22 +816,53 @@ export class FakeBaidu {
     });
   }
 
+  /** errno 2, with the reason kept for the test. */
+  #param(why: string): Response {
+    return this.#refuse(
+      why,
+      json({ errno: 2, errmsg: "param error", request_id: this.#seq++ }),
+    );
+  }
+
+  #locate(q: URLSearchParams): Response {
+    const s = this.sessions.get(q.get("uploadid") ?? "");
+    if (
+      q.get("appid") !== APPID || q.get("upload_version") !== "2.0" || !s ||
+      s.path !== q.get("path")
+    ) {
+      return this.#refuse(
+        "locateupload: appid, path, uploadid or upload_version wrong",
+        json({ error_code: 31023, error_msg: "param error" }, 400),
+      );
+    }
+    return json({
+      servers: this.uploadUrls.slice(0, 1).map((server) => ({ server })),
+      bak_servers: [{ server: this.pcsUrl }],
+      quic_servers: [],
+      host: new URL(this.uploadUrls[0]).host,
+      expire: 60,
+      error_code: 0,
+      request_id: this.#seq++,
+    });
+  }
+
   async #upload(
     req: Request,
     q: URLSearchParams,
+    origin: string,
     fault?: Fault,
   ): Promise<Response> {
     const s = this.sessions.get(q.get("uploadid") ?? "");
-    const partseq = Number(q.get("partseq"));
+    const partseq = q.get("partseq") ?? "";
     if (!s || s.path !== q.get("path") || q.get("type") !== "tmpfile") {
-      await req.body?.cancel();
+      await discard(req);
       return json({
         error_code: 31355,
         error_msg: "param error: uploadid not match",
       }, 400);
     }
     if (s.expired) {
-      await req.body?.cancel();
+      await discard(req);
       return json({
         error_code: 31299,
         error_msg: "Expried Time Not Match, uploadid has expire",
@@ -630,44 +872,70 @@ export class FakeBaidu {
       req.headers.get("transfer-encoding")?.includes("chunked") ||
       !req.headers.get("content-length")
     ) {
-      await req.body?.cancel();
+      await discard(req);
       return json(
         { error_code: 31211, error_msg: "chunked body refused" },
         400,
       );
     }
-    if (fault?.dropAfter !== undefined) {
-      // The whole body is read (an unread body stalls the connection), the
-      // part is not kept, and the answer breaks after a few bytes.
-      await req.arrayBuffer();
+    if (fault?.stall) {
+      // Never answered: the request is held until the client gives up.
+      await discard(req);
+      await this.#hold(req);
       return dropped();
     }
-    const fd = await req.formData();
-    const file = fd.get("file");
-    if (
-      !(file instanceof File) || !Number.isInteger(partseq) || partseq < 0 ||
-      partseq >= s.blockList.length
-    ) {
-      return json({ error_code: 31023, error_msg: "param error" }, 400);
+    if (fault?.dropAfter !== undefined || fault?.cutAfter !== undefined) {
+      // The whole body is read (an unread body stalls the connection), the
+      // part is not kept, and the answer breaks after a few bytes.
+      await discard(req);
+      return dropped();
     }
-    if (file.size > this.#maxChunk()) {
+    const body = new Uint8Array(await req.arrayBuffer());
+    const part = singlePart(body, req.headers.get("content-type") ?? "");
+    if (typeof part === "string") {
+      return this.#refuse(
+        `superfile2: ${part}`,
+        json({ error_code: 31023, error_msg: "param error" }, 400),
+      );
+    }
+    const index = Number(partseq);
+    if (!/^\d+$/.test(partseq) || index >= s.blockList.length) {
+      return this.#refuse(
+        `superfile2: partseq ${partseq}`,
+        json({ error_code: 31023, error_msg: "param error" }, 400),
+      );
+    }
+    if (part.data.length > this.#maxChunk()) {
       return json({ error_code: 31364, error_msg: "chunk too large" }, 400);
     }
-    const bytes = new Uint8Array(await file.arrayBuffer());
+    const bytes = part.data;
     const sum = md5(bytes);
     const uploadId = q.get("uploadid")!;
+    this.uploadsByHost.set(origin, (this.uploadsByHost.get(origin) ?? 0) + 1);
     this.partsByUpload.set(uploadId, [
       ...(this.partsByUpload.get(uploadId) ?? []),
-      partseq,
+      index,
     ]);
-    s.parts.set(partseq, {
+    s.parts.set(index, {
       md5: sum,
-      bytes: this.#discard ? undefined : bytes,
+      bytes: this.#dropBytes ? undefined : bytes.slice(),
       length: bytes.length,
     });
     return json({
       md5: fault?.wrongMd5 ? "0".repeat(32) : sum,
       request_id: this.#seq++,
+    });
+  }
+
+  /** Waits until the client drops the request or the fake closes. */
+  #hold(req: Request): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const release = () => {
+        this.#stalled.delete(release);
+        resolve();
+      };
+      this.#stalled.add(release);
+      req.signal.addEventListener("abort", release, { once: true });
     });
   }
 
@@ -677,11 +945,20 @@ export class FakeBaidu {
     if (!s || s.path !== path) {
       return json({ errno: 31355, errmsg: "uploadid not match" });
     }
+    if (form.get("isdir") !== "0") return this.#param("create: isdir");
+    if (form.get("rtype") !== s.rtype) {
+      return this.#param("create: rtype differs from precreate's");
+    }
     if (s.expired) {
       return json({ errno: 31363, errmsg: "block miss in superfile2" });
     }
     const size = Number(form.get("size"));
-    const blockList = JSON.parse(form.get("block_list") ?? "[]") as string[];
+    let blockList: string[];
+    try {
+      blockList = JSON.parse(form.get("block_list") ?? "[]");
+    } catch {
+      return this.#param("create: block_list is not JSON");
+    }
     if (
       JSON.stringify(blockList) !== JSON.stringify(s.blockList) ||
       size !== s.size
@@ -715,8 +992,11 @@ export class FakeBaidu {
       total += part.length;
     }
     if (total !== size) return json({ errno: 31190, errmsg: "size mismatch" });
+    if (s.rtype === "0" && this.files.has(path)) {
+      return json({ errno: -8, errmsg: "file already exists" });
+    }
     let bytes: Uint8Array | undefined;
-    if (!this.#discard) {
+    if (!this.#dropBytes) {
       bytes = new Uint8Array(size);
       let off = 0;
       for (let i = 0; i < blockList.length; i++) {
@@ -755,6 +1035,7 @@ export class FakeBaidu {
       server_filename: f.path.split("/").pop(),
       size: f.size,
       isdir: 0,
+      category: 3,
       md5: "not-the-real-md5",
       server_mtime: f.mtime,
       local_mtime: f.mtime,
@@ -762,25 +1043,36 @@ export class FakeBaidu {
   }
 
   #list(q: URLSearchParams): Response {
-    const dir = (q.get("dir") ?? "/").replace(/\/+$/, "");
-    const start = Number(q.get("start") ?? 0);
-    const limit = Math.min(1000, Number(q.get("limit") ?? 1000));
+    const dirText = q.get("dir");
+    const start = q.get("start") ?? "0";
+    const limitText = q.get("limit") ?? "1000";
+    if (
+      !dirText?.startsWith("/") || !/^\d+$/.test(start) ||
+      !/^\d+$/.test(limitText) || Number(limitText) > 1000
+    ) {
+      return this.#param("list: dir, start or limit");
+    }
+    const dir = dirText.replace(/\/+$/, "");
+    const limit = Number(limitText);
     const entries = [...this.files.values()].filter((f) =>
       f.path.slice(0, f.path.lastIndexOf("/")) === dir
     );
     if (entries.length === 0) return json({ errno: -9, errmsg: "not found" });
-    const page = entries.slice(start, start + limit).map((f) => this.#entry(f));
+    const page = entries.slice(Number(start), Number(start) + limit).map((f) =>
+      this.#entry(f)
+    );
     return json({ errno: 0, list: page, request_id: this.#seq++ });
   }
 
   #filemetas(q: URLSearchParams): Response {
-    const raw = q.get("fsids") ?? "[]";
+    const raw = q.get("fsids") ?? "";
     if (!/^\[(\d+(,\d+)*)?\]$/.test(raw)) {
-      return json({ errno: 2, errmsg: "param error" });
+      return this.#param("filemetas: fsids is not a JSON list of integers");
     }
     const ids = raw.slice(1, -1).split(",").filter(Boolean).map((s) =>
       BigInt(s)
     );
+    if (ids.length > 100) return this.#param("filemetas: over 100 ids");
     const list = [...this.files.values()].filter((f) => ids.includes(f.fsId))
       .map((f) => ({
         ...this.#entry(f),
@@ -788,19 +1080,33 @@ export class FakeBaidu {
         ...(q.get("dlink") === "1"
           ? {
             dlink:
-              `${this.url}/dl/${f.fsId}?fid=${f.fsId}&sign=SIGNED-SECRET&expires=8h`,
+              `${this.pcsUrl}/file/${f.fsId}?fid=${f.fsId}&sign=SIGNED-SECRET&expires=8h`,
           }
           : {}),
       }));
     return json({ errno: 0, list, request_id: this.#seq++ });
   }
 
-  #delete(form: URLSearchParams): Response {
-    if (form.get("async") === null) {
-      return json({ errno: 2, errmsg: "param error" });
+  #delete(q: URLSearchParams, form: URLSearchParams): Response {
+    if (q.get("opera") !== "delete") {
+      return this.#param(`filemanager: opera ${q.get("opera")}`);
     }
-    const paths = JSON.parse(form.get("filelist") ?? "[]") as string[];
-    const info = paths.map((path) => {
+    if (!/^[012]$/.test(form.get("async") ?? "")) {
+      return this.#param("filemanager: async");
+    }
+    let paths: unknown;
+    try {
+      paths = JSON.parse(form.get("filelist") ?? "");
+    } catch {
+      return this.#param("filemanager: filelist is not JSON");
+    }
+    if (
+      !Array.isArray(paths) || paths.length === 0 ||
+      !paths.every((p) => typeof p === "string")
+    ) {
+      return this.#param("filemanager: filelist is not a list of paths");
+    }
+    const info = (paths as string[]).map((path) => {
       const had = this.files.delete(path);
       return { errno: had ? 0 : -9, path };
     });
@@ -808,27 +1114,34 @@ export class FakeBaidu {
     return json({ errno: anyFailed ? 12 : 0, info, request_id: this.#seq++ });
   }
 
-  #dlink(req: Request, p: string): Response {
+  #dlink(req: Request, q: URLSearchParams, p: string): Response {
     this.userAgents.push(req.headers.get("user-agent") ?? "");
     if (req.headers.get("user-agent") !== "pan.baidu.com") {
       return json({ error_code: 31326, error_msg: "anti hotlinking" }, 403);
     }
-    const id = p.slice("/dl/".length);
+    if (q.get("sign") !== "SIGNED-SECRET") {
+      return json({ error_code: 31362, error_msg: "sign error" }, 403);
+    }
+    const id = p.slice("/file/".length);
     const f = [...this.files.values()].find((x) => String(x.fsId) === id);
     if (!f) {
       return json({ error_code: 31066, error_msg: "file does not exist" }, 404);
     }
     return new Response(null, {
       status: 302,
-      headers: { location: `/cdn/${id}?sig=CDN-SIGNATURE` },
+      headers: { location: `${this.cdnUrl}/cdn/${id}?sig=CDN-SIGNATURE` },
     });
   }
 
   #cdn(req: Request, fault?: Fault): Response {
+    const url = new URL(req.url);
     if (req.headers.get("user-agent") !== "pan.baidu.com") {
       return json({ error_code: 31326, error_msg: "anti hotlinking" }, 403);
     }
-    const id = new URL(req.url).pathname.slice("/cdn/".length);
+    if (url.searchParams.get("sig") !== "CDN-SIGNATURE") {
+      return json({ error_code: 31362, error_msg: "sign error" }, 403);
+    }
+    const id = url.pathname.slice("/cdn/".length);
     const f = [...this.files.values()].find((x) => String(x.fsId) === id);
     if (!f || !f.bytes) return new Response("not found", { status: 404 });
     let start = 0;
@@ -870,6 +1183,59 @@ export class FakeBaidu {
   }
 }
 
+/** Reads and drops a request body nobody will look at. */
+async function discard(req: Request): Promise<void> {
+  if (req.body && !req.bodyUsed) await req.body.cancel().catch(() => {});
+}
+
+/**
+ * The one part of a superfile2 body: a field named `file` with a plain
+ * ASCII file name, or why the body is not that.
+ */
+function singlePart(
+  body: Uint8Array,
+  contentType: string,
+): { filename: string; data: Uint8Array } | string {
+  const m = /^multipart\/form-data;\s*boundary=("?)([^";]+)\1\s*$/i.exec(
+    contentType,
+  );
+  if (!m) return `content-type "${contentType}" is not multipart`;
+  const enc = new TextEncoder();
+  const open = enc.encode(`--${m[2]}\r\n`);
+  if (!startsWith(body, open, 0)) return "the body does not open a part";
+  const headEnd = indexOfCrlf2(body, open.length);
+  if (headEnd < 0) return "the part has no header end";
+  const head = body.subarray(open.length, headEnd);
+  if (head.some((b) => b > 0x7e)) return "the part header is not ASCII";
+  const headers = new TextDecoder().decode(head);
+  const disposition =
+    /^content-disposition:\s*form-data;\s*name="([^"]*)"(?:;\s*filename="([^"]*)")?\s*$/im
+      .exec(headers);
+  if (!disposition || disposition[1] !== "file") {
+    return 'the part is not the field "file"';
+  }
+  if (!disposition[2]) return "the part has no file name";
+  let close = enc.encode(`\r\n--${m[2]}--\r\n`);
+  if (!startsWith(body, close, body.length - close.length)) {
+    close = enc.encode(`\r\n--${m[2]}--`);
+    if (!startsWith(body, close, body.length - close.length)) {
+      return "the body does not close the part";
+    }
+  }
+  return {
+    filename: disposition[2],
+    data: body.subarray(headEnd + 4, body.length - close.length),
+  };
+}
+
+function startsWith(b: Uint8Array, prefix: Uint8Array, at: number): boolean {
+  if (at < 0 || at + prefix.length > b.length) return false;
+  for (let i = 0; i < prefix.length; i++) {
+    if (b[at + i] !== prefix[i]) return false;
+  }
+  return true;
+}
+
 function join(pieces: Uint8Array[]): Uint8Array {
   if (pieces.length === 1) return pieces[0];
   let n = 0;
@@ -884,8 +1250,8 @@ function join(pieces: Uint8Array[]): Uint8Array {
   return out;
 }
 
-function indexOfCrlf2(b: Uint8Array): number {
-  for (let i = 0; i + 3 < b.length; i++) {
+function indexOfCrlf2(b: Uint8Array, from = 0): number {
+  for (let i = from; i + 3 < b.length; i++) {
     if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) {
       return i;
     }
