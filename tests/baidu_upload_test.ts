@@ -67,6 +67,21 @@ Deno.test("put() sends every part with several in flight and the fake holds the 
   assertNoSecrets(f.log.lines, f.secrets());
 });
 
+Deno.test("put() encodes a space as %20 and a plus as %2B in every query, so the path matches its body", async () => {
+  await using f = await startBaidu({ concurrency: 2 });
+  const src = await source(f.dir, 3 * UNIT, "cat + dog 1.jpg", "SO 7");
+  const put = await f.storage.put(src);
+  assert.equal(put.remotePath, `${FOLDER}/SO 7/cat + dog 1.jpg`);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  const queries = f.fake.log.filter((l) => /superfile2|locateupload/.test(l));
+  assert.ok(queries.length >= 4);
+  for (const l of queries) {
+    assert.ok(!l.includes("+"), `a bare + in ${l}`);
+    assert.match(l, /cat%20%2B%20dog%201\.jpg/);
+  }
+  assert.equal(f.fake.calls.get("precreate"), 1, "no session restarted");
+});
+
 Deno.test("put() backs off on rate limits and server errors, then succeeds", async () => {
   await using f = await startBaidu({ concurrency: 1 });
   f.fake.fail("upload", {

@@ -14,7 +14,8 @@
  * member's chunk size; create's block list equal to precreate's; superfile2
  * with `method=upload`, `type=tmpfile`, one multipart field `file` with an
  * ASCII file name and a real length; locateupload with its four parameters;
- * writes only under `/apps/<app>/`. OAuth has code, device and refresh grants,
+ * writes only under `/apps/<app>/`. The query is read with plain
+ * percent-decoding, so a `+` is a plus, not a space. OAuth has code, device and refresh grants,
  * with a refresh that kills the old pair. Errors come in the real shapes.
  *
  * Faults are queued by call name ("token", "device", "uinfo", "quota",
@@ -481,8 +482,15 @@ export class FakeBaidu {
   ): Promise<Response> {
     const url = new URL(req.url);
     this.log.push(`${req.method} ${url.pathname}${url.search}`);
-    const q = url.searchParams;
+    const q = strictQuery(url.search);
     const p = url.pathname;
+    if (!q) {
+      await discard(req);
+      return this.#refuse(
+        `${req.method} ${p}: the query is not percent-encoded`,
+        json({ error_code: 31023, error_msg: "param error" }, 400),
+      );
+    }
     const route = ROUTES.find((r) =>
       r.hosts.includes(host) && r.verb === req.method &&
       (typeof r.path === "string" ? r.path === p : r.path.test(p)) &&
@@ -1181,6 +1189,27 @@ export class FakeBaidu {
     }
     return new Response(body.slice(), { status, headers });
   }
+}
+
+/**
+ * The query as a server reads it with plain percent-decoding: `+` stays a
+ * plus (only a form body turns it into a space). Null when malformed.
+ */
+function strictQuery(search: string): URLSearchParams | null {
+  const out = new URLSearchParams();
+  for (const pair of search.replace(/^\?/, "").split("&")) {
+    if (pair === "") continue;
+    const i = pair.indexOf("=");
+    try {
+      out.append(
+        decodeURIComponent(i < 0 ? pair : pair.slice(0, i)),
+        i < 0 ? "" : decodeURIComponent(pair.slice(i + 1)),
+      );
+    } catch {
+      return null;
+    }
+  }
+  return out;
 }
 
 /** Reads and drops a request body nobody will look at. */

@@ -125,11 +125,14 @@ export class BaiduHttp {
   }
 
   async #once(spec: CallSpec, token: string): Promise<Answer | Error> {
-    const query = new URLSearchParams(spec.query ?? {});
-    query.set("access_token", token);
+    const query = encodeParams({ ...spec.query, access_token: token });
     const init: RequestInit = { method: spec.method, headers: spec.headers };
     if (spec.form) {
-      init.body = new URLSearchParams(spec.form);
+      init.body = encodeParams(spec.form);
+      init.headers = {
+        ...spec.headers,
+        "content-type": "application/x-www-form-urlencoded",
+      };
     } else if (spec.body) {
       init.body = spec.body;
     }
@@ -198,6 +201,19 @@ export class BaiduHttp {
     error.retryAfterMs = retryAfterMs(retryAfter);
     return error;
   }
+}
+
+/**
+ * `k=v&k=v` with every value percent-encoded once, a space as `%20`.
+ * `URLSearchParams` writes a space as `+`, which a form decoder reads as a
+ * space but a server decoding the query with plain percent-decoding reads
+ * as a plus: the path in superfile2's query would then differ from the one
+ * precreate got in its body. `%20` means a space to both.
+ */
+export function encodeParams(params: Record<string, string>): string {
+  return Object.entries(params).map(([k, v]) =>
+    `${encodeURIComponent(k)}=${encodeURIComponent(v)}`
+  ).join("&");
 }
 
 /**

@@ -12,6 +12,7 @@ import { AuthRequiredError, StorageError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { Credentials } from "./credentials.ts";
 import { BaiduNetworkError, scrubText } from "./errors.ts";
+import { encodeParams } from "./http.ts";
 
 export interface OAuthContext {
   fetch: typeof fetch;
@@ -40,7 +41,7 @@ export interface DeviceCode {
 
 /** The address a person opens to get an authorization code. */
 export function authorizeUrl(ctx: OAuthContext): string {
-  const q = new URLSearchParams({
+  const q = encodeParams({
     response_type: "code",
     client_id: ctx.appKey,
     redirect_uri: "oob",
@@ -93,7 +94,7 @@ export async function refreshGrant(
 export async function requestDeviceCode(
   ctx: OAuthContext,
 ): Promise<DeviceCode> {
-  const q = new URLSearchParams({
+  const q = encodeParams({
     response_type: "device_code",
     client_id: ctx.appKey,
     scope: "basic,netdisk",
@@ -155,7 +156,7 @@ async function tokenCall(
   grant: string,
   params: Record<string, string>,
 ): Promise<TokenAnswer | { error: string; description?: string }> {
-  const q = new URLSearchParams({
+  const q = encodeParams({
     grant_type: grant,
     ...params,
     client_id: ctx.appKey,
@@ -188,7 +189,7 @@ async function tokenCall(
 async function send(
   ctx: OAuthContext,
   path: string,
-  query: URLSearchParams,
+  query: string,
   note = "",
 ): Promise<{ status: number; body: unknown }> {
   const started = Date.now();
