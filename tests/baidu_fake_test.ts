@@ -13,6 +13,7 @@ async function withFake(fn: (fake: FakeBaidu, token: string) => Promise<void>) {
   const fake = await FakeBaidu.start({ chunkUnit: 1024 });
   try {
     const { access_token } = fake.issueTokens();
+    fake.mkdir(FOLDER);
     await fn(fake, access_token);
   } finally {
     await fake.close();
@@ -249,5 +250,48 @@ Deno.test("FakeBaidu deletes only with opera=delete and a JSON list of paths", a
     assert.equal(fake.files.size, 1);
     assert.ok(!failed(await del("delete", { async: "0", filelist })));
     assert.equal(fake.files.size, 0);
+  });
+});
+
+Deno.test("FakeBaidu has real folders: made by create isdir=1, listed, and needed before a file goes in", async () => {
+  await withFake(async (fake, token) => {
+    const file = (form: Record<string, string>, method = "create") =>
+      call(fake.apiUrl, "/rest/2.0/xpan/file", {
+        method,
+        access_token: token,
+      }, { form });
+    const orphan = { ...precreateForm(), path: `${FOLDER}/O-1/a.bin` };
+    const refused = await file(orphan, "precreate");
+    assert.equal((refused.body as Record<string, unknown>).errno, -9);
+    assert.ok(
+      failed(await file({ path: `${FOLDER}/x/y`, isdir: "1", rtype: "0" })),
+      "a folder's parent must exist too",
+    );
+
+    assert.ok(!failed(await file({ path: `${FOLDER}/O-1`, isdir: "1" })));
+    const again = await file({ path: `${FOLDER}/O-1`, isdir: "1", rtype: "0" });
+    assert.equal((again.body as Record<string, unknown>).errno, -8);
+    assert.ok(!failed(await file(orphan, "precreate")));
+
+    const empty = await call(fake.apiUrl, "/rest/2.0/xpan/file", {
+      method: "list",
+      dir: `${FOLDER}/O-1`,
+      access_token: token,
+    });
+    assert.deepEqual(empty.body, {
+      errno: 0,
+      list: [],
+      request_id: (empty.body as Record<string, unknown>).request_id,
+    });
+    const listed = await call(fake.apiUrl, "/rest/2.0/xpan/file", {
+      method: "list",
+      dir: FOLDER,
+      access_token: token,
+    });
+    const list = (listed.body as { list: Record<string, unknown>[] }).list;
+    assert.deepEqual(list.map((e) => [e.server_filename, e.isdir]), [[
+      "O-1",
+      1,
+    ]]);
   });
 });

@@ -67,6 +67,82 @@ Deno.test("put() sends every part with several in flight and the fake holds the 
   assertNoSecrets(f.log.lines, f.secrets());
 });
 
+Deno.test("put() makes the backup folder and the order folder, which Baidu does not make by itself", async () => {
+  await using f = await startBaidu();
+  assert.deepEqual([...f.fake.dirs.keys()], ["/apps", "/apps/image-agent"]);
+  const src = await source(f.dir, 2 * UNIT, "a.jpg", "SO-1");
+  const a = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(a.remotePath)?.bytes, src.bytes));
+  assert.ok(f.fake.dirs.has(FOLDER));
+  assert.ok(f.fake.dirs.has(`${FOLDER}/SO-1`));
+  const made = f.fake.calls.get("mkdir")!;
+  await f.storage.put(await source(f.dir, 100, "b.jpg", "SO-2"));
+  assert.ok(f.fake.dirs.has(`${FOLDER}/SO-2`));
+  assert.equal(
+    f.fake.calls.get("mkdir"),
+    made + 1,
+    "the backup folder is made once per run, then one call per order",
+  );
+  const listed = await f.storage.api.list(FOLDER);
+  assert.deepEqual(
+    listed.map((e) => [e.name, e.isDir]),
+    [["SO-1", true], ["SO-2", true]],
+  );
+  assert.deepEqual(f.fake.refused, []);
+});
+
+Deno.test("put() makes the app's own folder too when Baidu has not made it yet", async () => {
+  await using f = await startBaidu({
+    appFolder: false,
+    parentMissingErrno: 31063,
+  });
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  for (const dir of ["/apps/image-agent", FOLDER, `${FOLDER}/SO-1`]) {
+    assert.ok(f.fake.dirs.has(dir), dir);
+  }
+});
+
+Deno.test("put() takes an existing folder (errno -8) as it is", async () => {
+  await using f = await startBaidu();
+  f.fake.mkdir(`${FOLDER}/SO-1`);
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("mkdir"), 1);
+});
+
+Deno.test("put() makes the folder again when it vanished during the run", async () => {
+  await using f = await startBaidu();
+  await f.storage.put(await source(f.dir, 100, "a.jpg", "SO-1"));
+  f.fake.rmdir(FOLDER); // someone cleans up on the web page meanwhile
+  const src = await source(f.dir, 2 * UNIT, "b.jpg", "SO-1");
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.ok(
+    f.log.lines.some((l) =>
+      /folder of .* is missing .*making it again/.test(l)
+    ),
+  );
+});
+
+Deno.test("put() fails, and says why, when a file is in the way of the order folder", async () => {
+  await using f = await startBaidu();
+  f.fake.put(`${FOLDER}/SO-1`, new Uint8Array(5));
+  const src = await source(f.dir, 2 * UNIT);
+  await assert.rejects(f.storage.put(src), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "retry");
+    assert.match(
+      err.message,
+      /"\/apps\/image-agent\/hd\/SO-1".*a file of that name is in the way/,
+    );
+    return true;
+  });
+  assert.equal(f.fake.files.size, 1, "nothing but the file in the way");
+});
+
 Deno.test("put() encodes a space as %20 and a plus as %2B in every query, so the path matches its body", async () => {
   await using f = await startBaidu({ concurrency: 2 });
   const src = await source(f.dir, 3 * UNIT, "cat + dog 1.jpg", "SO 7");

@@ -14,12 +14,16 @@
  * member's chunk size; create's block list equal to precreate's; superfile2
  * with `method=upload`, `type=tmpfile`, one multipart field `file` with an
  * ASCII file name and a real length; locateupload with its four parameters;
- * writes only under `/apps/<app>/`. The query is read with plain
+ * writes only under `/apps/<app>/`. Folders are real: made by create with
+ * `isdir=1`, shown in listings, and precreate, create or a folder create
+ * under a missing parent fails (errno -9 by default, or 31063), the
+ * strictest reading of a point the protocol leaves open. The query is read with plain
  * percent-decoding, so a `+` is a plus, not a space. OAuth has code, device and refresh grants,
  * with a refresh that kills the old pair. Errors come in the real shapes.
  *
  * Faults are queued by call name ("token", "device", "uinfo", "quota",
- * "precreate", "locateupload", "upload", "create", "list", "filemetas",
+ * "precreate", "locateupload", "upload", "create", "mkdir" (create with
+ * isdir=1), "list", "filemetas",
  * "delete", "dlink", "cdn"): an error answer on the next N calls, a
  * connection dropped mid-answer or (upload host) mid-request while the
  * client is still sending, an answer that never comes, a slow answer,
@@ -44,6 +48,14 @@ export interface FakeBaiduOptions {
   discardBytes?: boolean;
   /** Codes `baidu login --code` may use. */
   codes?: string[];
+  /** Whether `/apps/<appName>` exists at the start (default true). */
+  appFolder?: boolean;
+  /**
+   * What precreate, create and a folder create answer when the parent
+   * folder is missing: errno -9 (default) or 31063. Baidu does not say
+   * whether it makes missing parents; the fake takes the strict reading.
+   */
+  parentMissingErrno?: number;
 }
 
 interface StoredFile {
@@ -53,6 +65,12 @@ interface StoredFile {
   md5: string;
   blockList: string[];
   bytes?: Uint8Array;
+  mtime: number;
+}
+
+interface StoredFolder {
+  fsId: bigint;
+  path: string;
   mtime: number;
 }
 
@@ -200,6 +218,9 @@ export class FakeBaidu {
   quotaTotal: number;
   readonly chunkUnit: number;
   readonly files = new Map<string, StoredFile>();
+  /** Folders that exist, by path. */
+  readonly dirs = new Map<string, StoredFolder>();
+  readonly parentMissingErrno: number;
   readonly sessions = new Map<string, Session>();
   /** Calls per name, for assertions. */
   readonly calls = new Map<string, number>();
@@ -254,6 +275,8 @@ export class FakeBaidu {
     this.chunkUnit = options.chunkUnit ?? 4 * MIB;
     this.#dropBytes = options.discardBytes ?? false;
     this.codes = new Set(options.codes ?? ["good-code"]);
+    this.parentMissingErrno = options.parentMissingErrno ?? -9;
+    if (options.appFolder !== false) this.mkdir(this.appRoot);
   }
 
   static async start(options: FakeBaiduOptions = {}): Promise<FakeBaidu> {
@@ -428,8 +451,33 @@ export class FakeBaidu {
     return n;
   }
 
-  /** Stores a file directly, as if uploaded earlier. */
+  /** Makes a folder and its parents directly, as the web page would. */
+  mkdir(path: string): void {
+    const parts = path.split("/").filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = "/" + parts.slice(0, i).join("/");
+      if (!this.dirs.has(dir)) {
+        this.dirs.set(dir, {
+          fsId: this.#nextId++,
+          path: dir,
+          mtime: Math.floor(Date.now() / 1000),
+        });
+      }
+    }
+  }
+
+  /** Removes a folder and everything in it directly. */
+  rmdir(path: string): void {
+    for (const map of [this.files, this.dirs] as Map<string, unknown>[]) {
+      for (const p of [...map.keys()]) {
+        if (p === path || p.startsWith(`${path}/`)) map.delete(p);
+      }
+    }
+  }
+
+  /** Stores a file directly (its folders too), as if uploaded earlier. */
   put(path: string, bytes: Uint8Array): StoredFile {
+    this.mkdir(path.slice(0, path.lastIndexOf("/")));
     const blockList = splitMd5(bytes, this.chunkUnit);
     const f: StoredFile = {
       fsId: this.#nextId++,
@@ -518,7 +566,7 @@ export class FakeBaidu {
           }),
         );
     }
-    const name = route.name;
+    let name = route.name;
     let form = new URLSearchParams();
     if (req.method === "POST" && name !== "upload") {
       const misplaced = [...q.keys()].filter((k) => !POST_QUERY.has(k));
@@ -538,6 +586,7 @@ export class FakeBaidu {
         );
       }
       form = new URLSearchParams(await req.text());
+      if (name === "create" && form.get("isdir") === "1") name = "mkdir";
     }
     const fault = taken ? taken.fault : this.#count(name);
     this.#time(name);
@@ -630,6 +679,8 @@ export class FakeBaidu {
         return await this.#upload(req, q, url.origin, fault);
       case "create":
         return this.#create(form, fault);
+      case "mkdir":
+        return this.#mkdir(form);
       case "list":
         return this.#list(q);
       case "filemetas":
@@ -764,6 +815,10 @@ export class FakeBaidu {
     }
     const bad = this.#pathProblem(path);
     if (bad) return bad;
+    if (!this.dirs.has(parentOf(path))) return this.#parentMissing();
+    if (this.dirs.has(path)) {
+      return json({ errno: -8, errmsg: "a folder of that name exists" });
+    }
     if (!/^\d+$/.test(sizeText)) return this.#param("precreate: size");
     if (form.get("isdir") !== "0") return this.#param("precreate: isdir");
     if (form.get("autoinit") !== "1") return this.#param("precreate: autoinit");
@@ -820,6 +875,68 @@ export class FakeBaidu {
       uploadid: uploadId,
       return_type: 1,
       block_list: blockList.map((_, i) => i),
+      request_id: this.#seq++,
+    });
+  }
+
+  #parentMissing(): Response {
+    return json({
+      errno: this.parentMissingErrno,
+      errmsg: this.parentMissingErrno === 31063
+        ? "parent folder does not exist"
+        : "file or folder does not exist",
+      request_id: this.#seq++,
+    });
+  }
+
+  /** `a/b(1).jpg`, `a/b(2).jpg`, ...: the first name nothing holds. */
+  #freeName(path: string): string {
+    const slash = path.lastIndexOf("/");
+    const name = path.slice(slash + 1);
+    const dot = name.lastIndexOf(".");
+    const [stem, ext] = dot > 0
+      ? [name.slice(0, dot), name.slice(dot)]
+      : [name, ""];
+    for (let i = 1;; i++) {
+      const p = `${path.slice(0, slash)}/${stem}(${i})${ext}`;
+      if (!this.files.has(p) && !this.dirs.has(p)) return p;
+    }
+  }
+
+  /** create with isdir=1: a folder, whose parent must exist. */
+  #mkdir(form: URLSearchParams): Response {
+    const path = (form.get("path") ?? "").replace(/\/+$/, "");
+    if (path !== this.appRoot) {
+      const bad = this.#pathProblem(path);
+      if (bad) return bad;
+      if (!this.dirs.has(parentOf(path))) return this.#parentMissing();
+    }
+    const rtype = form.get("rtype") ?? "0";
+    if (!/^[01]$/.test(rtype)) {
+      return this.#param("create folder: rtype must be 0 or 1");
+    }
+    let target = path;
+    if (this.dirs.has(path) || this.files.has(path)) {
+      if (rtype === "0") {
+        return json({
+          errno: -8,
+          errmsg: "file already exists",
+          request_id: this.#seq++,
+        });
+      }
+      target = this.#freeName(path);
+    }
+    this.mkdir(target);
+    const d = this.dirs.get(target)!;
+    return json({
+      errno: 0,
+      fs_id: d.fsId,
+      category: 6,
+      path: target,
+      ctime: d.mtime,
+      mtime: d.mtime,
+      isdir: 1,
+      status: 0,
       request_id: this.#seq++,
     });
   }
@@ -1000,8 +1117,19 @@ export class FakeBaidu {
       total += part.length;
     }
     if (total !== size) return json({ errno: 31190, errmsg: "size mismatch" });
-    if (s.rtype === "0" && this.files.has(path)) {
+    if (!this.dirs.has(parentOf(path))) return this.#parentMissing();
+    let target = path;
+    const clash = this.files.get(path);
+    if (this.dirs.has(path) || (clash && s.rtype === "0")) {
       return json({ errno: -8, errmsg: "file already exists" });
+    }
+    if (
+      clash &&
+      (s.rtype === "1" ||
+        (s.rtype === "2" &&
+          JSON.stringify(clash.blockList) !== JSON.stringify(blockList)))
+    ) {
+      target = this.#freeName(path);
     }
     let bytes: Uint8Array | undefined;
     if (!this.#dropBytes) {
@@ -1016,20 +1144,20 @@ export class FakeBaidu {
     this.sessions.delete(form.get("uploadid")!);
     const f: StoredFile = {
       fsId: this.#nextId++,
-      path,
+      path: target,
       size,
       md5: whole,
       blockList,
       bytes,
       mtime: Number(form.get("local_mtime") ?? 0),
     };
-    if (!fault?.ghost) this.files.set(path, f);
+    if (!fault?.ghost) this.files.set(target, f);
     return json({
       errno: 0,
       fs_id: f.fsId,
       md5: "cloud" + whole.slice(5),
-      server_filename: path.split("/").pop(),
-      path,
+      server_filename: target.split("/").pop(),
+      path: target,
       size: fault?.lieSize ?? size,
       isdir: 0,
       category: 3,
@@ -1050,6 +1178,19 @@ export class FakeBaidu {
     };
   }
 
+  #dirEntry(d: StoredFolder) {
+    return {
+      fs_id: d.fsId,
+      path: d.path,
+      server_filename: d.path.split("/").pop(),
+      size: 0,
+      isdir: 1,
+      category: 6,
+      server_mtime: d.mtime,
+      local_mtime: d.mtime,
+    };
+  }
+
   #list(q: URLSearchParams): Response {
     const dirText = q.get("dir");
     const start = q.get("start") ?? "0";
@@ -1060,15 +1201,19 @@ export class FakeBaidu {
     ) {
       return this.#param("list: dir, start or limit");
     }
-    const dir = dirText.replace(/\/+$/, "");
+    const dir = dirText.replace(/\/+$/, "") || "/";
     const limit = Number(limitText);
-    const entries = [...this.files.values()].filter((f) =>
-      f.path.slice(0, f.path.lastIndexOf("/")) === dir
-    );
-    if (entries.length === 0) return json({ errno: -9, errmsg: "not found" });
-    const page = entries.slice(Number(start), Number(start) + limit).map((f) =>
-      this.#entry(f)
-    );
+    if (!this.dirs.has(dir)) return json({ errno: -9, errmsg: "not found" });
+    // Folders first, then files, each by name: grouped by type, as Baidu does.
+    const byName = (a: { path: string }, b: { path: string }) =>
+      a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+    const entries = [
+      ...[...this.dirs.values()].filter((d) => parentOf(d.path) === dir)
+        .sort(byName).map((d) => this.#dirEntry(d)),
+      ...[...this.files.values()].filter((f) => parentOf(f.path) === dir)
+        .sort(byName).map((f) => this.#entry(f)),
+    ];
+    const page = entries.slice(Number(start), Number(start) + limit);
     return json({ errno: 0, list: page, request_id: this.#seq++ });
   }
 
@@ -1081,7 +1226,12 @@ export class FakeBaidu {
       BigInt(s)
     );
     if (ids.length > 100) return this.#param("filemetas: over 100 ids");
-    const list = [...this.files.values()].filter((f) => ids.includes(f.fsId))
+    const folders = [...this.dirs.values()].filter((d) => ids.includes(d.fsId))
+      .map((d) => ({
+        ...this.#dirEntry(d),
+        filename: d.path.split("/").pop(),
+      }));
+    const files = [...this.files.values()].filter((f) => ids.includes(f.fsId))
       .map((f) => ({
         ...this.#entry(f),
         filename: f.path.split("/").pop(),
@@ -1092,7 +1242,11 @@ export class FakeBaidu {
           }
           : {}),
       }));
-    return json({ errno: 0, list, request_id: this.#seq++ });
+    return json({
+      errno: 0,
+      list: [...folders, ...files],
+      request_id: this.#seq++,
+    });
   }
 
   #delete(q: URLSearchParams, form: URLSearchParams): Response {
@@ -1115,7 +1269,11 @@ export class FakeBaidu {
       return this.#param("filemanager: filelist is not a list of paths");
     }
     const info = (paths as string[]).map((path) => {
-      const had = this.files.delete(path);
+      let had = this.files.delete(path);
+      if (!had && this.dirs.has(path) && path !== this.appRoot) {
+        this.rmdir(path);
+        had = true;
+      }
       return { errno: had ? 0 : -9, path };
     });
     const anyFailed = info.some((i) => i.errno !== 0);
@@ -1210,6 +1368,11 @@ function strictQuery(search: string): URLSearchParams | null {
     }
   }
   return out;
+}
+
+/** `/a/b` for `/a/b/c.jpg`. */
+function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
 }
 
 /** Reads and drops a request body nobody will look at. */

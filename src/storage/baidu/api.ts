@@ -190,6 +190,18 @@ export class BaiduApi {
     };
   }
 
+  /**
+   * Makes one folder (create with `isdir=1`, `rtype=0`: an existing name is
+   * refused with errno -8, never renamed). Its parent must exist.
+   */
+  async createFolder(path: string, signal?: AbortSignal): Promise<void> {
+    await this.#file("create", `the creation of the folder "${path}"`, {
+      path,
+      isdir: "1",
+      rtype: "0",
+    }, signal);
+  }
+
   /** Every entry of one folder; empty when the folder does not exist. */
   async list(dir: string, signal?: AbortSignal): Promise<RemoteEntry[]> {
     const out: RemoteEntry[] = [];

@@ -10,7 +10,8 @@
  * again). The upload id and the parts already sent are saved through the
  * `ResumeSlot` after every part, so a killed run continues where it
  * stopped. A session the server calls expired is started again with
- * a new precreate. What this returns is not yet verified; the caller checks
+ * a new precreate. The caller makes the file's folder first; when precreate
+ * or create still says it is missing, it is made again once. What this returns is not yet verified; the caller checks
  * `create`'s answer and looks the file up.
  */
 
@@ -50,6 +51,11 @@ export interface UploadOptions {
   onProgress?: (bytes: number) => void;
   /** New sessions allowed after the server expires one. */
   maxRestarts?: number;
+  /**
+   * Makes the file's folder again, after precreate or create said it is
+   * missing; the call is then tried once more.
+   */
+  renewFolder?: () => Promise<void>;
 }
 
 export type UploadOutcome =
@@ -69,10 +75,31 @@ export async function uploadFile(
     return { kind: "created", create: { ...state.created } };
   }
   let restarts = 0;
+  let renewed = false;
+  // A folder that vanished, or a file in the way of it, shows as "not
+  // found" on precreate or create: the folder is made again, once.
+  const inFolder = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (
+        !(err instanceof BaiduApiError) || err.kind !== "not_found" ||
+        renewed || !o.renewFolder
+      ) throw err;
+      renewed = true;
+      o.log.warn(
+        `Baidu Netdisk says the folder of "${o.remotePath}" is missing (error ${err.code}); making it again`,
+      );
+      await o.renewFolder();
+      return await call();
+    }
+  };
   for (;;) {
     try {
       if (!state) {
-        const pre = await api.precreate(commonForm(o, true), o.signal);
+        const pre = await inFolder(() =>
+          api.precreate(commonForm(o, true), o.signal)
+        );
         if (pre.returnType === 2) {
           o.resume?.clear();
           return { kind: "rapid" };
@@ -105,9 +132,9 @@ export async function uploadFile(
         if (already > 0) o.onProgress?.(already);
       }
       await sendParts(api, o, state);
-      const create = await api.create(
-        { ...commonForm(o, false), uploadid: state.uploadId },
-        o.signal,
+      const uploadId = state.uploadId;
+      const create = await inFolder(() =>
+        api.create({ ...commonForm(o, false), uploadid: uploadId }, o.signal)
       );
       state.created = {
         fsId: create.fsId,
