@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { AuthRequiredError, StorageError } from "../src/errors.ts";
 import type { UploadSource } from "../src/storage/storage.ts";
 import { proxied } from "../src/storage/baidu/part_body.ts";
+import { classify } from "../src/storage/baidu/errors.ts";
 import {
   memorySlot,
   patternBytes,
@@ -277,6 +278,41 @@ Deno.test("put() starts a new session when the server says the upload id expired
       src.bytes,
     ),
   );
+});
+
+Deno.test('put() starts a new session on 31299 "Expried Time Not Match" alone', async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  const src = await source(f.dir, 4 * UNIT);
+  let expired = false;
+  await f.storage.put(src, {
+    onProgress: () => {
+      if (!expired) {
+        expired = true;
+        f.fake.expireSessions();
+      }
+    },
+  });
+  assert.equal(f.fake.calls.get("precreate"), 2);
+  assert.ok(f.log.lines.some((l) => /expired \(error 31299\)/.test(l)));
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
+Deno.test("classify() reads 31299 by its message: a session gone, or a chunk too small", () => {
+  for (
+    const [message, kind] of [
+      ["Expried Time Not Match", "session"],
+      ["Expried Time Not Match, uploadid has expire", "session"],
+      ["first chunk smaller than 4MB", "fatal"],
+      ["chunk size not allowed", "fatal"],
+    ]
+  ) {
+    assert.equal(classify({ code: 31299, message }, { pcs: true }), kind);
+  }
 });
 
 Deno.test("put() starts again when create says a part is missing (31363)", async () => {

@@ -988,9 +988,11 @@ export class FakeBaidu {
     }
     if (s.expired) {
       await discard(req);
+      // The bare form of the message (BaiduPCS-Go #321 quotes it with
+      // "... has expire" after it, but a client must not need that).
       return json({
         error_code: 31299,
-        error_msg: "Expried Time Not Match, uploadid has expire",
+        error_msg: "Expried Time Not Match",
       }, 400);
     }
     if (

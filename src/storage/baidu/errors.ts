@@ -91,7 +91,10 @@ export function classify(
   if (options.pcs && PCS_AUTH.has(code)) return "auth";
   if (AUTH.has(code)) return "auth";
   if (code === 31299) {
-    return /expire/i.test(message) ? "session" : "fatal";
+    // Two meanings: the documented "first chunk smaller than 4MB", a
+    // request built wrong, and the upload session running out, seen as
+    // "Expried Time Not Match" (sic), with or without "... has expire".
+    return /chunk|\b4 ?mb\b/i.test(message) ? "fatal" : "session";
   }
   if (code === 31365) return "too_large";
   if (RATE.has(code)) return "rate";
