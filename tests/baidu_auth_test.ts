@@ -16,6 +16,7 @@ import { patternBytes, startBaidu, UNIT } from "./fakes/baidu_fixture.ts";
 import { join } from "node:path";
 
 const POSIX = Deno.build.os !== "windows";
+const FOLDER = "/apps/image-agent/hd";
 
 async function put(f: Awaited<ReturnType<typeof startBaidu>>, size: number) {
   const path = join(f.dir, `${crypto.randomUUID()}.jpg`);
@@ -83,6 +84,30 @@ Deno.test("TokenManager refreshes a day before the token expires, without an err
   await f.storage.stat("/apps/image-agent/hd/none/x.jpg");
   assert.equal(f.fake.calls.get("token"), 1);
   assert.ok(!f.fake.log.some((l) => l.includes("dead-")));
+});
+
+Deno.test("TokenManager keeps a one-hour token until half its life is gone, then refreshes it once", async () => {
+  await using f = await startBaidu({ tokenLifetimeSec: 3600, concurrency: 4 });
+  await put(f, 6 * UNIT);
+  for (let i = 0; i < 5; i++) await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), undefined, "no refresh at first");
+
+  f.clock.advance(31 * 60_000); // 29 minutes left: under half its life
+  await put(f, 6 * UNIT);
+  await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), 1, "one refresh, then a new hour");
+  const saved = await readCredentials(f.credFile);
+  assert.equal(saved?.accessToken, f.fake.accessToken);
+});
+
+Deno.test("TokenManager never refreshes a token under a minute old before Baidu refuses it", async () => {
+  await using f = await startBaidu({ tokenLifetimeSec: 90 });
+  f.clock.advance(50_000); // 40 s left, under half of 90 s, but 50 s old
+  await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), undefined);
+  f.clock.advance(11_000);
+  await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), 1);
 });
 
 Deno.test("TokenManager refreshes once for many parts in flight", async () => {

@@ -43,9 +43,13 @@ export interface FixtureOptions extends FakeBaiduOptions {
 export async function startBaidu(
   options: FixtureOptions = {},
 ): Promise<BaiduFixture> {
-  const fake = await FakeBaidu.start({ chunkUnit: UNIT, ...options });
-  const dir = await Deno.makeTempDir({ prefix: "image-agent-baidu-" });
   const clock = new ManualClock("2026-03-01T00:00:00Z");
+  const fake = await FakeBaidu.start({
+    chunkUnit: UNIT,
+    now: () => clock.now().getTime(),
+    ...options,
+  });
+  const dir = await Deno.makeTempDir({ prefix: "image-agent-baidu-" });
   const log = memoryLogger();
   const credFile = credentialsPath(join(dir, "state"));
   if (options.loggedIn !== false) {
@@ -53,7 +57,7 @@ export async function startBaidu(
     await writeCredentials(credFile, {
       accessToken: pair.access_token,
       refreshToken: pair.refresh_token,
-      expiresAt: new Date(clock.now().getTime() + 30 * 86400_000).toISOString(),
+      expiresAt: new Date(fake.accessExpiresAt).toISOString(),
       scope: "basic netdisk",
       appKey: fake.appKey,
       savedAt: clock.now().toISOString(),

@@ -19,7 +19,8 @@
  * under a missing parent fails (errno -9 by default, or 31063), the
  * strictest reading of a point the protocol leaves open. The query is read with plain
  * percent-decoding, so a `+` is a plus, not a space. OAuth has code, device and refresh grants,
- * with a refresh that kills the old pair. Errors come in the real shapes.
+ * with a refresh that kills the old pair, and access tokens that run out
+ * after `tokenLifetimeSec` on the fake's clock. Errors come in the real shapes.
  *
  * Faults are queued by call name ("token", "device", "uinfo", "quota",
  * "precreate", "locateupload", "upload", "create", "mkdir" (create with
@@ -48,6 +49,13 @@ export interface FakeBaiduOptions {
   discardBytes?: boolean;
   /** Codes `baidu login --code` may use. */
   codes?: string[];
+  /**
+   * The fake's clock in ms (token and device-code lifetimes); the tests'
+   * manual clock, or real time by default.
+   */
+  now?: () => number;
+  /** `expires_in` of every access token issued (default 30 days). */
+  tokenLifetimeSec?: number;
   /** Whether `/apps/<appName>` exists at the start (default true). */
   appFolder?: boolean;
   /**
@@ -221,6 +229,10 @@ export class FakeBaidu {
   /** Folders that exist, by path. */
   readonly dirs = new Map<string, StoredFolder>();
   readonly parentMissingErrno: number;
+  readonly tokenLifetimeSec: number;
+  readonly now: () => number;
+  /** When the current access token stops working (fake clock, ms). */
+  accessExpiresAt = 0;
   readonly sessions = new Map<string, Session>();
   /** Calls per name, for assertions. */
   readonly calls = new Map<string, number>();
@@ -276,6 +288,8 @@ export class FakeBaidu {
     this.#dropBytes = options.discardBytes ?? false;
     this.codes = new Set(options.codes ?? ["good-code"]);
     this.parentMissingErrno = options.parentMissingErrno ?? -9;
+    this.tokenLifetimeSec = options.tokenLifetimeSec ?? 2592000;
+    this.now = options.now ?? Date.now;
     if (options.appFolder !== false) this.mkdir(this.appRoot);
   }
 
@@ -420,6 +434,7 @@ export class FakeBaidu {
   issueTokens(): { access_token: string; refresh_token: string } {
     this.accessToken = `AT-${crypto.randomUUID()}`;
     this.refreshToken = `RT-${crypto.randomUUID()}`;
+    this.accessExpiresAt = this.now() + this.tokenLifetimeSec * 1000;
     this.issued.push(this.accessToken, this.refreshToken);
     return { access_token: this.accessToken, refresh_token: this.refreshToken };
   }
@@ -647,7 +662,9 @@ export class FakeBaidu {
     if (name === "device") return this.#deviceCode(q);
     if (name === "cdn") return this.#cdn(req, fault);
     const token = q.get("access_token");
-    if (token !== this.accessToken || !token) {
+    if (
+      token !== this.accessToken || !token || this.now() >= this.accessExpiresAt
+    ) {
       await discard(req);
       return pcs
         ? json({ error_code: 111, error_msg: "Access token expired" }, 401)
@@ -734,7 +751,7 @@ export class FakeBaidu {
     const pair = this.issueTokens();
     return json({
       ...pair,
-      expires_in: 2592000,
+      expires_in: this.tokenLifetimeSec,
       scope: "basic netdisk",
       session_key: "SK-secret",
       session_secret: "SS-secret",
