@@ -53,6 +53,46 @@ Deno.test("open() errors instead of ending short when the connection keeps break
   );
 });
 
+/** Fails instead of hanging when `work` takes longer than `ms`. */
+async function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`still waiting after ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("open() drops a download that goes quiet mid-body and resumes it with Range", async () => {
+  await using f = await startBaidu({ readIdleMs: 200 });
+  const bytes = patternBytes(400_000, 27);
+  f.fake.put(PATH, bytes);
+  f.fake.fail("cdn", { stallAfter: 150_000 });
+  const got = await within(10_000, readAll(await f.storage.open(PATH)));
+  assert.equal(sha(got), sha(bytes));
+  assert.equal(f.fake.calls.get("cdn"), 2);
+  assert.ok(f.fake.ranges.some((r) => /^bytes=\d+-$/.test(r)));
+  assert.ok(f.log.lines.some((l) => /broke at byte \d+; resuming/.test(l)));
+});
+
+Deno.test("open() gives up on a dlink that never answers and asks again", async () => {
+  await using f = await startBaidu({ timeoutMs: 200 });
+  const bytes = patternBytes(50_000, 28);
+  f.fake.put(PATH, bytes);
+  f.fake.fail("dlink", { stall: true });
+  f.fake.fail("cdn", { stall: true });
+  const got = await within(10_000, readAll(await f.storage.open(PATH)));
+  assert.equal(sha(got), sha(bytes));
+  assert.equal(f.fake.calls.get("dlink"), 3);
+  assert.equal(f.fake.calls.get("cdn"), 2);
+});
+
 Deno.test("open() asks for a new dlink when the old one expired", async () => {
   await using f = await startBaidu();
   const bytes = patternBytes(10_000, 24);

@@ -35,6 +35,7 @@ export interface FixtureOptions extends FakeBaiduOptions {
   loggedIn?: boolean;
   retries?: number;
   timeoutMs?: number;
+  readIdleMs?: number;
   folder?: string;
   /** Use the member-level chunk sizes instead of 64 KiB parts. */
   realChunks?: boolean;
@@ -81,6 +82,7 @@ export async function startBaidu(
     chunkSizeBytes: options.realChunks ? undefined : UNIT,
     retries: options.retries ?? 4,
     timeoutMs: options.timeoutMs,
+    readIdleMs: options.readIdleMs,
   });
   return {
     fake,

@@ -122,10 +122,12 @@ export interface Fault {
    */
   cutAfter?: number;
   /**
-   * upload: read the whole body but never answer; the client's own
-   * per-request timeout has to end the call.
+   * Never answer (upload: after reading the whole body); the client's own
+   * timeout has to end the call.
    */
   stall?: boolean;
+  /** cdn: send this many bytes of the file, then nothing more. */
+  stallAfter?: number;
   /** create: answer success but never store the file. */
   ghost?: boolean;
   /** create: store the file but answer this size. */
@@ -618,7 +620,8 @@ export class FakeBaidu {
     const special = fault &&
       (fault.dropAfter !== undefined || fault.corrupt || fault.wrongMd5 ||
         fault.ghost || fault.lieSize !== undefined ||
-        fault.cutAfter !== undefined || fault.stall);
+        fault.cutAfter !== undefined || fault.stall ||
+        fault.stallAfter !== undefined);
     if (fault && !special) {
       if (fault.oauthError) {
         return json(
@@ -657,6 +660,11 @@ export class FakeBaidu {
         await discard(req);
         return new Response("<html>error</html>", { status: fault.status });
       }
+    }
+    if (fault?.stall && name !== "upload") {
+      await discard(req);
+      await this.#hold();
+      return dropped();
     }
     if (name === "token") return this.#token(q);
     if (name === "device") return this.#deviceCode(q);
@@ -1025,7 +1033,7 @@ export class FakeBaidu {
     if (fault?.stall) {
       // Never answered: the request is held until the client gives up.
       await discard(req);
-      await this.#hold(req);
+      await this.#hold();
       return dropped();
     }
     if (fault?.dropAfter !== undefined || fault?.cutAfter !== undefined) {
@@ -1071,15 +1079,17 @@ export class FakeBaidu {
     });
   }
 
-  /** Waits until the client drops the request or the fake closes. */
-  #hold(req: Request): Promise<void> {
+  /**
+   * Holds a request unanswered until the fake closes (the client must give
+   * up by itself; `req.signal` is not watched, Deno warns about it).
+   */
+  #hold(): Promise<void> {
     return new Promise<void>((resolve) => {
       const release = () => {
         this.#stalled.delete(release);
         resolve();
       };
       this.#stalled.add(release);
-      req.signal.addEventListener("abort", release, { once: true });
     });
   }
 
@@ -1346,6 +1356,23 @@ export class FakeBaidu {
       headers["content-range"] = `bytes ${start}-${f.size - 1}/${f.size}`;
     }
     const status = range ? 206 : 200;
+    if (fault?.stallAfter !== undefined) {
+      const first = body.slice(0, fault.stallAfter);
+      const hold = () => this.#hold();
+      let sent = false;
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (!sent) {
+            sent = true;
+            c.enqueue(first);
+            return;
+          }
+          await hold();
+          c.error(new Error("the fake closed"));
+        },
+      }, { highWaterMark: 0 });
+      return new Response(stream, { status, headers });
+    }
     if (fault?.dropAfter !== undefined) {
       // The first bytes go out (and get time to reach the client) before
       // the connection breaks; erroring at once would lose them unsent.

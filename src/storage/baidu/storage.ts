@@ -56,7 +56,10 @@ export interface BaiduStorageOptions {
   /** Exact chunk size in bytes, ignoring member rules (tests, benchmarks). */
   chunkSizeBytes?: number;
   retries?: number;
+  /** Per API request, and for a download's answer to start (120 s). */
   timeoutMs?: number;
+  /** A download that delivers no byte for this long is resumed (60 s). */
+  readIdleMs?: number;
   /**
    * Worker threads for the hashes. Without one the target starts two of
    * its own, which `close()` stops.
@@ -346,7 +349,7 @@ export class BaiduStorage implements Storage {
       return downloadStream(
         this.api,
         { remotePath, fsId: e.fsId, size: e.size },
-        options,
+        { ...options, readIdleMs: this.#o.readIdleMs },
       );
     });
   }
