@@ -12,7 +12,12 @@ import { memoryLogger } from "../src/log.ts";
 import { readCredentials } from "../src/storage/baidu/credentials.ts";
 import { baiduCommand } from "../src/cli/baidu.ts";
 import type { Deps } from "../src/cli/command.ts";
-import { patternBytes, startBaidu, UNIT } from "./fakes/baidu_fixture.ts";
+import {
+  patternBytes,
+  startBaidu,
+  UNIT,
+  within,
+} from "./fakes/baidu_fixture.ts";
 import { join } from "node:path";
 
 const POSIX = Deno.build.os !== "windows";
@@ -141,6 +146,34 @@ Deno.test("TokenManager stops with a login hint when the refresh is refused", as
     for (const s of f.secrets()) assert.ok(!err.message.includes(s));
     return true;
   });
+});
+
+Deno.test("TokenManager gives up on a refresh the OAuth host never answers; a later call refreshes", async () => {
+  await using f = await startBaidu({ oauthTimeoutMs: 200 });
+  f.fake.expireAccessToken();
+  f.fake.fail("token", { stall: true });
+  await assert.rejects(within(10_000, put(f, 2 * UNIT)), (err) => {
+    assert.ok(err instanceof StorageError, String(err));
+    assert.equal(err.failure, "retry");
+    assert.match(err.message, /Cannot reach Baidu Netdisk for the login/);
+    for (const s of f.secrets()) assert.ok(!err.message.includes(s));
+    return true;
+  });
+  await put(f, 2 * UNIT);
+  assert.equal(f.fake.calls.get("token"), 2);
+});
+
+Deno.test("TokenManager takes a server error from the OAuth host as a retry, not a lost login", async () => {
+  await using f = await startBaidu();
+  f.fake.expireAccessToken();
+  f.fake.fail("token", { status: 502 });
+  await assert.rejects(put(f, 2 * UNIT), (err) => {
+    assert.ok(!(err instanceof AuthRequiredError), String(err));
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "retry");
+    return true;
+  });
+  await put(f, 2 * UNIT);
 });
 
 Deno.test("BaiduStorage retries xpan errno 111 (task running) without refreshing", async () => {

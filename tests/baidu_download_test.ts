@@ -8,7 +8,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { StorageError } from "../src/errors.ts";
-import { patternBytes, readAll, startBaidu } from "./fakes/baidu_fixture.ts";
+import {
+  patternBytes,
+  readAll,
+  startBaidu,
+  within,
+} from "./fakes/baidu_fixture.ts";
 
 const PATH = "/apps/image-agent/hd/R-1/portrait.jpg";
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -52,22 +57,6 @@ Deno.test("open() errors instead of ending short when the connection keeps break
     (err) => err instanceof StorageError && err.failure === "retry",
   );
 });
-
-/** Fails instead of hanging when `work` takes longer than `ms`. */
-async function within<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`still waiting after ${ms} ms`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 Deno.test("open() drops a download that goes quiet mid-body and resumes it with Range", async () => {
   await using f = await startBaidu({ readIdleMs: 200 });

@@ -36,6 +36,7 @@ export interface FixtureOptions extends FakeBaiduOptions {
   retries?: number;
   timeoutMs?: number;
   readIdleMs?: number;
+  oauthTimeoutMs?: number;
   folder?: string;
   /** Use the member-level chunk sizes instead of 64 KiB parts. */
   realChunks?: boolean;
@@ -70,6 +71,7 @@ export async function startBaidu(
     appKey: fake.appKey,
     secretKey: fake.secretKey,
     log,
+    timeoutMs: options.oauthTimeoutMs,
   }, clock);
   const storage = new BaiduStorage({
     folder: options.folder ?? "/apps/image-agent/hd",
@@ -157,4 +159,20 @@ export async function readAll(
     off += p.length;
   }
   return out;
+}
+
+/** Fails instead of hanging when `work` takes longer than `ms`. */
+export async function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`still waiting after ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -4,8 +4,10 @@
  *
  * Every answer is checked for the `{error, error_description}` shape; a
  * token answer without `netdisk` in its scope is refused, since file calls
- * would then fail with errno -6. Log lines carry the path and the grant, never
- * the query.
+ * would then fail with errno -6. Only such an answer is a refusal: a call
+ * that gets no answer within `timeoutMs`, a broken connection, a server
+ * error or a body that is not JSON is a `retry` StorageError, never "log in
+ * again". Log lines carry the path and the grant, never the query.
  */
 
 import { AuthRequiredError, StorageError } from "../../errors.ts";
@@ -21,7 +23,11 @@ export interface OAuthContext {
   appKey: string;
   secretKey: string;
   log: Logger;
+  /** How long one OAuth call may take (default 30 s). */
+  timeoutMs?: number;
 }
+
+export const OAUTH_TIMEOUT_MS = 30_000;
 
 export interface TokenAnswer {
   access_token: string;
@@ -193,28 +199,51 @@ async function send(
   note = "",
 ): Promise<{ status: number; body: unknown }> {
   const started = Date.now();
-  let res: Response;
+  const timeoutMs = ctx.timeoutMs ?? OAUTH_TIMEOUT_MS;
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new Error(`no answer in ${timeoutMs / 1000} s`)),
+    timeoutMs,
+  );
+  let status: number;
+  let text: string;
   try {
-    res = await ctx.fetch(`${trim(ctx.oauthBase)}${path}?${query}`);
+    const res = await ctx.fetch(`${trim(ctx.oauthBase)}${path}?${query}`, {
+      signal: controller.signal,
+    });
+    status = res.status;
+    text = await res.text();
   } catch (err) {
     throw new StorageError(
       new BaiduNetworkError("the login", err).message,
       "retry",
     );
+  } finally {
+    clearTimeout(timer);
   }
-  const text = await res.text().catch(() => "");
   ctx.log.debug(
-    `baidu GET ${path}${note ? ` (${note})` : ""} ${res.status} ${
+    `baidu GET ${path}${note ? ` (${note})` : ""} ${status} ${
       Date.now() - started
     }ms`,
   );
-  let body: unknown = {};
+  let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    // An HTML error page: the status says enough.
+    body = undefined;
   }
-  return { status: res.status, body };
+  if (!body || typeof body !== "object" || status >= 500) {
+    // Not a refusal: an HTML error page or a cut answer says nothing about
+    // the tokens, so the caller tries again later instead of asking for a
+    // new login.
+    throw new StorageError(
+      `Cannot reach Baidu Netdisk for the login: the server answered HTTP ${status}${
+        body && typeof body === "object" ? "" : " with a body that is not JSON"
+      }`,
+      "retry",
+    );
+  }
+  return { status, body };
 }
 
 function trim(base: string): string {
