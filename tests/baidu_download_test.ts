@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { StorageError } from "../src/errors.ts";
+import { parseAnswer } from "../src/storage/baidu/http.ts";
+import { parseApiError } from "../src/storage/baidu/errors.ts";
 import {
   patternBytes,
   readAll,
@@ -129,4 +131,56 @@ Deno.test("remove() deletes in batches of 100 and accepts copies already gone", 
   await f.storage.remove(paths);
   assert.equal(f.fake.files.size, 0);
   assert.equal(f.fake.calls.get("delete"), 2);
+});
+
+Deno.test("remove() does not count a copy as deleted when the answer cannot be read", async () => {
+  await using f = await startBaidu({ retries: 2 });
+  f.fake.put(PATH, patternBytes(10, 1));
+  f.fake.fail("delete", { garbage: true }, 10);
+  await assert.rejects(
+    f.storage.remove([PATH]),
+    (err) => err instanceof StorageError && err.failure === "retry",
+  );
+  assert.ok(f.fake.files.has(PATH));
+  f.fake.clearFaults();
+  f.fake.fail("delete", { garbage: true });
+  await f.storage.remove([PATH]);
+  assert.ok(!f.fake.files.has(PATH), "a readable answer on the next try");
+});
+
+Deno.test("remove() looks a copy up when the answer does not name it", async () => {
+  await using f = await startBaidu();
+  f.fake.put(PATH, patternBytes(10, 1));
+  f.fake.fail("delete", { noInfo: "kept" });
+  await assert.rejects(f.storage.remove([PATH]), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.match(err.message, /still listed after the delete/);
+    return true;
+  });
+  assert.ok(f.fake.files.has(PATH));
+  f.fake.fail("delete", { noInfo: "deleted" });
+  await f.storage.remove([PATH]);
+  assert.ok(!f.fake.files.has(PATH));
+});
+
+Deno.test("stat() fails rather than say a copy is gone when the listing cannot be read", async () => {
+  await using f = await startBaidu({ retries: 1 });
+  f.fake.put(PATH, patternBytes(10, 1));
+  f.fake.fail("list", { garbage: true }, 5);
+  await assert.rejects(f.storage.stat(PATH), StorageError);
+  f.fake.clearFaults();
+  assert.deepEqual(await f.storage.stat(PATH), { remotePath: PATH, size: 10 });
+});
+
+Deno.test("parseAnswer() keeps 64-bit ids as strings and reads request ids in every form", () => {
+  const a = parseAnswer(
+    '{"errno":0,"fs_id":18446744073709551615,"request_id":1.5e18}',
+  );
+  assert.equal(a?.fs_id, "18446744073709551615");
+  assert.equal(String(a?.request_id), "1500000000000000000");
+  const err = parseAnswer('{"errno":31064,"request_id":2.5e17}');
+  assert.deepEqual(parseApiError(err, 200)?.code, 31064);
+  assert.equal(parseAnswer('{"request_id":"8120"}')?.request_id, "8120");
+  assert.equal(parseAnswer("<html>502</html>"), undefined);
+  assert.equal(parseAnswer('{"errno":0,"list":['), undefined);
 });

@@ -228,6 +228,17 @@ Deno.test("put() resends a part whose connection dropped mid-body", async () => 
   assert.equal(f.fake.calls.get("upload"), 7);
 });
 
+Deno.test("put() sends a part again when its 200 answer cannot be read", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("upload", { garbage: true });
+  f.fake.fail("create", { garbage: true });
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("upload"), 3);
+  assert.equal(f.fake.calls.get("create"), 2);
+});
+
 Deno.test("put() resends a part the server received damaged (MD5 differs)", async () => {
   await using f = await startBaidu({ concurrency: 1 });
   f.fake.fail("upload", { wrongMd5: true });

@@ -128,6 +128,13 @@ export interface Fault {
   stall?: boolean;
   /** cdn: send this many bytes of the file, then nothing more. */
   stallAfter?: number;
+  /** HTTP 200 with a body that is not JSON, and nothing done. */
+  garbage?: boolean;
+  /**
+   * delete: answer errno 0 with no `info`, having deleted the paths
+   * ("deleted") or not ("kept").
+   */
+  noInfo?: "deleted" | "kept";
   /** create: answer success but never store the file. */
   ghost?: boolean;
   /** create: store the file but answer this size. */
@@ -509,6 +516,15 @@ export class FakeBaidu {
     return f;
   }
 
+  /**
+   * A request id in one of the forms Baidu uses: a number, a string, or a
+   * big number written in exponent form.
+   */
+  #rid(): number | string {
+    const n = this.#seq++;
+    return n % 3 === 0 ? n : n % 3 === 1 ? String(n) : `__RAW__${n}.5e17`;
+  }
+
   #count(name: string): Fault | undefined {
     this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
     const list = this.#faults.get(name);
@@ -592,14 +608,14 @@ export class FakeBaidu {
         await discard(req);
         return this.#refuse(
           `${what}: ${misplaced.join(", ")} in the query`,
-          json({ errno: 2, errmsg: "param error", request_id: this.#seq++ }),
+          json({ errno: 2, errmsg: "param error", request_id: this.#rid() }),
         );
       }
       if (!type.startsWith("application/x-www-form-urlencoded")) {
         await discard(req);
         return this.#refuse(
           `${what}: body is ${type || "untyped"}, not a form`,
-          json({ errno: 2, errmsg: "param error", request_id: this.#seq++ }),
+          json({ errno: 2, errmsg: "param error", request_id: this.#rid() }),
         );
       }
       form = new URLSearchParams(await req.text());
@@ -621,7 +637,7 @@ export class FakeBaidu {
       (fault.dropAfter !== undefined || fault.corrupt || fault.wrongMd5 ||
         fault.ghost || fault.lieSize !== undefined ||
         fault.cutAfter !== undefined || fault.stall ||
-        fault.stallAfter !== undefined);
+        fault.stallAfter !== undefined || fault.noInfo !== undefined);
     if (fault && !special) {
       if (fault.oauthError) {
         return json(
@@ -638,7 +654,7 @@ export class FakeBaidu {
           {
             error_code: fault.errorCode,
             error_msg: fault.msg ?? "injected",
-            request_id: 1,
+            request_id: this.#rid(),
           },
           fault.status ?? 400,
           extra,
@@ -650,7 +666,7 @@ export class FakeBaidu {
           {
             errno: fault.errno,
             errmsg: fault.msg ?? "injected",
-            request_id: 1,
+            request_id: this.#rid(),
           },
           fault.status ?? 200,
           extra,
@@ -660,6 +676,13 @@ export class FakeBaidu {
         await discard(req);
         return new Response("<html>error</html>", { status: fault.status });
       }
+    }
+    if (fault?.garbage) {
+      await discard(req);
+      return new Response('{"errno":0,"list":[{"fs_id":', {
+        status: 200,
+        headers: { "content-type": "application/json" },
+      });
     }
     if (fault?.stall && name !== "upload") {
       await discard(req);
@@ -676,7 +699,11 @@ export class FakeBaidu {
       await discard(req);
       return pcs
         ? json({ error_code: 111, error_msg: "Access token expired" }, 401)
-        : json({ errno: -6, errmsg: "access token invalid", request_id: 2 });
+        : json({
+          errno: -6,
+          errmsg: "access token invalid",
+          request_id: this.#rid(),
+        });
     }
     switch (name) {
       case "uinfo":
@@ -686,7 +713,7 @@ export class FakeBaidu {
           vip_type: this.vipType,
           uk: 12345,
           errno: 0,
-          request_id: this.#seq++,
+          request_id: this.#rid(),
         });
       case "quota":
         return json({
@@ -711,7 +738,7 @@ export class FakeBaidu {
       case "filemetas":
         return this.#filemetas(q);
       case "delete":
-        return this.#delete(q, form);
+        return this.#delete(q, form, fault);
       case "dlink":
         return this.#dlink(req, q, p);
     }
@@ -900,7 +927,7 @@ export class FakeBaidu {
       uploadid: uploadId,
       return_type: 1,
       block_list: blockList.map((_, i) => i),
-      request_id: this.#seq++,
+      request_id: this.#rid(),
     });
   }
 
@@ -910,7 +937,7 @@ export class FakeBaidu {
       errmsg: this.parentMissingErrno === 31063
         ? "parent folder does not exist"
         : "file or folder does not exist",
-      request_id: this.#seq++,
+      request_id: this.#rid(),
     });
   }
 
@@ -946,7 +973,7 @@ export class FakeBaidu {
         return json({
           errno: -8,
           errmsg: "file already exists",
-          request_id: this.#seq++,
+          request_id: this.#rid(),
         });
       }
       target = this.#freeName(path);
@@ -962,7 +989,7 @@ export class FakeBaidu {
       mtime: d.mtime,
       isdir: 1,
       status: 0,
-      request_id: this.#seq++,
+      request_id: this.#rid(),
     });
   }
 
@@ -970,7 +997,7 @@ export class FakeBaidu {
   #param(why: string): Response {
     return this.#refuse(
       why,
-      json({ errno: 2, errmsg: "param error", request_id: this.#seq++ }),
+      json({ errno: 2, errmsg: "param error", request_id: this.#rid() }),
     );
   }
 
@@ -992,7 +1019,7 @@ export class FakeBaidu {
       host: new URL(this.uploadUrls[0]).host,
       expire: 60,
       error_code: 0,
-      request_id: this.#seq++,
+      request_id: this.#rid(),
     });
   }
 
@@ -1075,7 +1102,7 @@ export class FakeBaidu {
     });
     return json({
       md5: fault?.wrongMd5 ? "0".repeat(32) : sum,
-      request_id: this.#seq++,
+      request_id: this.#rid(),
     });
   }
 
@@ -1243,7 +1270,7 @@ export class FakeBaidu {
         .sort(byName).map((f) => this.#entry(f)),
     ];
     const page = entries.slice(Number(start), Number(start) + limit);
-    return json({ errno: 0, list: page, request_id: this.#seq++ });
+    return json({ errno: 0, list: page, request_id: this.#rid() });
   }
 
   #filemetas(q: URLSearchParams): Response {
@@ -1274,11 +1301,11 @@ export class FakeBaidu {
     return json({
       errno: 0,
       list: [...folders, ...files],
-      request_id: this.#seq++,
+      request_id: this.#rid(),
     });
   }
 
-  #delete(q: URLSearchParams, form: URLSearchParams): Response {
+  #delete(q: URLSearchParams, form: URLSearchParams, fault?: Fault): Response {
     if (q.get("opera") !== "delete") {
       return this.#param(`filemanager: opera ${q.get("opera")}`);
     }
@@ -1297,6 +1324,9 @@ export class FakeBaidu {
     ) {
       return this.#param("filemanager: filelist is not a list of paths");
     }
+    if (fault?.noInfo === "kept") {
+      return json({ errno: 0, request_id: this.#rid() });
+    }
     const info = (paths as string[]).map((path) => {
       let had = this.files.delete(path);
       if (!had && this.dirs.has(path) && path !== this.appRoot) {
@@ -1305,8 +1335,11 @@ export class FakeBaidu {
       }
       return { errno: had ? 0 : -9, path };
     });
+    if (fault?.noInfo === "deleted") {
+      return json({ errno: 0, request_id: this.#rid() });
+    }
     const anyFailed = info.some((i) => i.errno !== 0);
-    return json({ errno: anyFailed ? 12 : 0, info, request_id: this.#seq++ });
+    return json({ errno: anyFailed ? 12 : 0, info, request_id: this.#rid() });
   }
 
   #dlink(req: Request, q: URLSearchParams, p: string): Response {
@@ -1524,7 +1557,8 @@ function json(
     value,
     (_k, v) => typeof v === "bigint" ? `__BIG__${v}` : v,
   )
-    .replace(/"__BIG__(\d+)"/g, "$1");
+    .replace(/"__BIG__(\d+)"/g, "$1")
+    .replace(/"__RAW__([^"]+)"/g, "$1");
   return new Response(text, {
     status,
     headers: { "content-type": "application/json", ...headers },

@@ -255,7 +255,11 @@ export class BaiduApi {
     }));
   }
 
-  /** Deletes paths; returns the per-path errno (0 done, -9 already gone). */
+  /**
+   * Deletes paths; returns the errno of each path the answer names (0 done,
+   * -9 already gone). A path the answer does not name is left out: the
+   * caller must find out whether it is gone.
+   */
   async delete(
     paths: string[],
     signal?: AbortSignal,
@@ -280,9 +284,11 @@ export class BaiduApi {
       a = e.answer;
     }
     const items = Array.isArray(a.info) ? a.info as Answer[] : [];
-    for (const p of paths) result.set(p, 0);
     for (const i of items) {
-      if (typeof i.path === "string") result.set(i.path, num(i.errno ?? 0));
+      const errno = num(i.errno);
+      if (typeof i.path === "string" && Number.isInteger(errno)) {
+        result.set(i.path, errno);
+      }
     }
     return result;
   }

@@ -123,7 +123,7 @@ export function downloadStream(
       reader = res.body!.getReader();
       return;
     }
-    const body = parseAnswer(await res.text().catch(() => ""));
+    const body = parseAnswer(await res.text().catch(() => "")) ?? {};
     const info = parseApiError(body, res.status) ??
       { code: res.status, message: `HTTP ${res.status}` };
     const kind = classify(info, { pcs: true, status: res.status });

@@ -181,14 +181,26 @@ export class BaiduHttp {
       spec.signal?.removeEventListener("abort", onAbort);
     }
     const body = parseAnswer(text);
-    if (body.request_id !== undefined) requestId = String(body.request_id);
+    if (body?.request_id !== undefined) requestId = String(body.request_id);
     this.log.debug(
       `baidu ${label} ${status} ${Date.now() - started}ms${
         requestId ? ` request_id=${requestId}` : ""
-      }`,
+      }${body ? "" : " (body not JSON)"}`,
     );
-    const info = parseApiError(body, status);
-    if (!info) return body;
+    if (!body && status < 400) {
+      // "Success" that cannot be read says nothing: a delete may not have
+      // happened, a listing may not be empty. Try again like a broken
+      // connection.
+      return new BaiduApiError(
+        spec.what,
+        { code: status, message: "the answer is not JSON" },
+        "transient",
+        status,
+        requestId,
+      );
+    }
+    const info = parseApiError(body ?? {}, status);
+    if (!info) return body!;
     const kind = classify(info, { pcs: spec.pcs, status });
     const error = new BaiduApiError(
       spec.what,
@@ -196,7 +208,7 @@ export class BaiduHttp {
       kind,
       status,
       requestId,
-      body,
+      body ?? undefined,
     );
     error.retryAfterMs = retryAfterMs(retryAfter);
     return error;
@@ -217,19 +229,23 @@ export function encodeParams(params: Record<string, string>): string {
 }
 
 /**
- * Parses a JSON answer, keeping 64-bit ids (`fs_id`) as strings so they
- * never pass through a float. A non-JSON body (an HTML error page) gives {}.
+ * Parses a JSON answer, keeping 64-bit integer ids (`fs_id`, `request_id`)
+ * as strings so they never pass through a float; one written as a decimal
+ * or in exponent form (`1.5e18`) is left as a number. Undefined when the
+ * body is not a JSON object (an HTML page, a cut answer).
  */
-export function parseAnswer(text: string): Answer {
+export function parseAnswer(text: string): Answer | undefined {
   const safe = text.replace(
-    /"(fs_id|fsid|request_id)"\s*:\s*(-?\d+)/g,
+    /"(fs_id|fsid|request_id)"\s*:\s*(-?\d+)(?![\d.eE])/g,
     '"$1":"$2"',
   );
   try {
     const v = JSON.parse(safe);
-    return v && typeof v === "object" ? v as Answer : {};
+    return v && typeof v === "object" && !Array.isArray(v)
+      ? v as Answer
+      : undefined;
   } catch {
-    return {};
+    return undefined;
   }
 }
 

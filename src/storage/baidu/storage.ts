@@ -362,18 +362,50 @@ export class BaiduStorage implements Storage {
       for (let i = 0; i < remotePaths.length; i += DELETE_BATCH) {
         const batch = remotePaths.slice(i, i + DELETE_BATCH);
         const result = await this.api.delete(batch, signal);
-        const failed = [...result].filter(([, e]) => e !== 0 && e !== -9);
+        const failed: [string, string, number?][] = [];
+        for (const [path, errno] of result) {
+          if (errno !== 0 && errno !== -9) {
+            failed.push([path, `error ${errno}`, errno]);
+          }
+        }
+        // A path the answer does not name counts as deleted only once the
+        // listing no longer shows it.
+        const unnamed = batch.filter((p) => !result.has(p));
+        for (const path of await this.#stillListed(unnamed, signal)) {
+          failed.push([path, "still listed after the delete"]);
+        }
         if (failed.length > 0) {
           throw new StorageError(
             `Baidu Netdisk did not delete ${failed.length} of ${batch.length} copies (first: "${
               failed[0][0]
-            }", error ${failed[0][1]})`,
+            }", ${failed[0][1]})`,
             "retry",
-            { code: failed[0][1] },
+            { code: failed[0][2] },
           );
         }
       }
     });
+  }
+
+  /** Those of `paths` their folder's listing still shows. */
+  async #stillListed(
+    paths: string[],
+    signal?: AbortSignal,
+  ): Promise<string[]> {
+    const byDir = new Map<string, string[]>();
+    for (const p of paths) {
+      const { dir } = parentOf(p);
+      byDir.set(dir, [...(byDir.get(dir) ?? []), p]);
+    }
+    const left: string[] = [];
+    for (const [dir, inDir] of byDir) {
+      const listed = new Set<string>();
+      for (const e of await this.api.list(dir, signal)) {
+        listed.add(e.path).add(`${dir}/${e.name}`);
+      }
+      left.push(...inDir.filter((p) => listed.has(p)));
+    }
+    return left;
   }
 
   /** Turns API and network errors into the engine's `StorageError`s. */
