@@ -184,3 +184,9 @@ Deno.test("parseAnswer() keeps 64-bit ids as strings and reads request ids in ev
   assert.equal(parseAnswer("<html>502</html>"), undefined);
   assert.equal(parseAnswer('{"errno":0,"list":['), undefined);
 });
+
+Deno.test("remove() reads the items of a delete that failed as a whole (-9: all gone already)", async () => {
+  await using f = await startBaidu();
+  await f.storage.remove([PATH, "/apps/image-agent/hd/R-2/gone.jpg"]);
+  assert.equal(f.fake.calls.get("delete"), 1);
+});

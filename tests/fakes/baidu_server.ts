@@ -1338,8 +1338,14 @@ export class FakeBaidu {
     if (fault?.noInfo === "deleted") {
       return json({ errno: 0, request_id: this.#rid() });
     }
-    const anyFailed = info.some((i) => i.errno !== 0);
-    return json({ errno: anyFailed ? 12 : 0, info, request_id: this.#rid() });
+    // Every path already gone: -9 for the whole call; some: 12 (a batch
+    // that failed in part); the items say which in both cases.
+    const gone = info.filter((i) => i.errno !== 0).length;
+    return json({
+      errno: gone === 0 ? 0 : gone === info.length ? -9 : 12,
+      info,
+      request_id: this.#rid(),
+    });
   }
 
   #dlink(req: Request, q: URLSearchParams, p: string): Response {

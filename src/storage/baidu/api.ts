@@ -6,6 +6,7 @@
  * encoded once, by the form or query encoder.
  */
 
+import { BaiduApiError } from "./errors.ts";
 import type { Answer, BaiduHttp } from "./http.ts";
 import type { FileBody } from "./part_body.ts";
 
@@ -278,10 +279,14 @@ export class BaiduApi {
         { opera: "delete" },
       );
     } catch (err) {
-      // errno 12: a batch that failed in part; the items say which.
-      const e = err as { code?: unknown; answer?: Answer };
-      if (e.code !== 12 || !e.answer) throw err;
-      a = e.answer;
+      // An error with items (errno 12: a batch that failed in part; -9:
+      // every path already gone) is answered path by path: the items say
+      // which were deleted.
+      const e = err as { answer?: Answer };
+      if (!(err instanceof BaiduApiError) || !Array.isArray(e.answer?.info)) {
+        throw err;
+      }
+      a = e.answer!;
     }
     const items = Array.isArray(a.info) ? a.info as Answer[] : [];
     for (const i of items) {
