@@ -214,6 +214,32 @@ Deno.test("put() fails with 'retry' once server errors outlast the retries, and 
   assert.equal(f.fake.files.size, 0);
 });
 
+Deno.test("put() moves to the next upload host when the first one is down", async () => {
+  for (const how of ["cut", 503] as const) {
+    await using f = await startBaidu({ concurrency: 2 });
+    f.fake.breakUploadHost(0, how);
+    const src = await source(f.dir, 6 * UNIT);
+    const put = await f.storage.put(src);
+    assert.ok(
+      storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes),
+      String(how),
+    );
+    assert.equal(f.fake.uploadsByHost.get(f.fake.uploadUrls[1]), 6, `${how}`);
+    assert.equal(f.fake.uploadsByHost.get(f.fake.uploadUrls[0]), undefined);
+    assert.equal(f.fake.calls.get("precreate"), 1, "no new session");
+  }
+});
+
+Deno.test("put() falls back to the configured upload host when the named ones are down", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.breakUploadHost(0);
+  f.fake.breakUploadHost(1, 503);
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.uploadsByHost.get(f.fake.pcsUrl), 2);
+});
+
 Deno.test("put() resends a part whose connection dropped mid-body", async () => {
   await using f = await startBaidu({ concurrency: 2 });
   f.fake.fail("upload", { dropAfter: 1000 }, 2);

@@ -284,8 +284,10 @@ export class FakeBaidu {
   /** The PCS host: locateupload, superfile2 as a fallback, dlinks. */
   pcsUrl = "";
   cdnUrl = "";
-  /** The upload hosts locateupload names. */
+  /** The upload hosts locateupload names: `servers`, then `bak_servers`. */
   uploadUrls: string[] = [];
+  /** Upload hosts that are down: they cut or refuse every request. */
+  readonly brokenHosts = new Map<string, "cut" | 503>();
 
   constructor(options: FakeBaiduOptions = {}) {
     this.appKey = options.appKey ?? "fake-app-key";
@@ -308,11 +310,13 @@ export class FakeBaidu {
     fake.apiUrl = await fake.#serve("api");
     fake.pcsUrl = await fake.#serve("pcs");
     fake.cdnUrl = await fake.#serve("cdn");
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    fake.#listeners.push(listener);
-    const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
-    fake.uploadUrls.push(url);
-    fake.#acceptUploads(listener, url);
+    for (let i = 0; i < 2; i++) {
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      fake.#listeners.push(listener);
+      const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+      fake.uploadUrls.push(url);
+      fake.#acceptUploads(listener, url);
+    }
     return fake;
   }
 
@@ -353,8 +357,18 @@ export class FakeBaidu {
     } catch { /* listener closed */ }
   }
 
+  /**
+   * Takes upload host `index` down: it closes every connection at once
+   * ("cut") or answers 503 to every request.
+   */
+  breakUploadHost(index: number, how: "cut" | 503 = "cut"): void {
+    this.brokenHosts.set(this.uploadUrls[index], how);
+  }
+
   /** One request on an upload host, answered by the same handler. */
   async #uploadConn(conn: Deno.Conn, origin: string): Promise<void> {
+    const down = this.brokenHosts.get(origin);
+    if (down === "cut") return; // closed before a byte is read
     // Read pieces are kept in a list and joined once: parts are megabytes.
     const pieces: Uint8Array[] = [];
     let have = 0;
@@ -382,6 +396,20 @@ export class FakeBaidu {
       if (i > 0) headers.append(l.slice(0, i).trim(), l.slice(i + 1).trim());
     }
     const length = Number(headers.get("content-length"));
+    if (down === 503) {
+      while (have < length && await more()) { /* read the body */ }
+      const text = JSON.stringify({
+        error_code: 31212,
+        error_msg: "service unavailable",
+      });
+      await writeAllConn(
+        conn,
+        new TextEncoder().encode(
+          `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: ${text.length}\r\nconnection: close\r\n\r\n${text}`,
+        ),
+      );
+      return;
+    }
     const isPart = target.startsWith("/rest/2.0/pcs/superfile2");
     // The fault is taken as the request line arrives, so parts in flight
     // at once each get their own.
@@ -1013,8 +1041,8 @@ export class FakeBaidu {
       );
     }
     return json({
-      servers: this.uploadUrls.slice(0, 1).map((server) => ({ server })),
-      bak_servers: [{ server: this.pcsUrl }],
+      servers: [{ server: this.uploadUrls[0] }],
+      bak_servers: [{ server: this.uploadUrls[1] }],
       quic_servers: [],
       host: new URL(this.uploadUrls[0]).host,
       expire: 60,

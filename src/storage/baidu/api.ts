@@ -6,7 +6,7 @@
  * encoded once, by the form or query encoder.
  */
 
-import { BaiduApiError } from "./errors.ts";
+import { BaiduApiError, type BaiduErrorKind } from "./errors.ts";
 import type { Answer, BaiduHttp } from "./http.ts";
 import type { FileBody } from "./part_body.ts";
 
@@ -107,12 +107,17 @@ export class BaiduApi {
     };
   }
 
-  /** The upload host for a session; the configured one when none is named. */
-  async uploadHost(
+  /**
+   * The upload hosts for a session, best first: the `servers` locateupload
+   * names, then its `bak_servers`, then the configured host (alone when the
+   * lookup fails).
+   */
+  async uploadHosts(
     path: string,
     uploadId: string,
     signal?: AbortSignal,
-  ): Promise<string> {
+  ): Promise<string[]> {
+    const hosts: string[] = [];
     try {
       const a = await this.http.call({
         what: "the upload host lookup",
@@ -134,7 +139,7 @@ export class BaiduApi {
           for (const s of list) {
             const server = (s as Answer)?.server;
             if (typeof server === "string" && /^https?:\/\//.test(server)) {
-              return server.replace(/\/+$/, "");
+              hosts.push(server.replace(/\/+$/, ""));
             }
           }
         }
@@ -146,7 +151,8 @@ export class BaiduApi {
         "baidu locateupload failed; using the configured host",
       );
     }
-    return this.endpoints.upload;
+    hosts.push(this.endpoints.upload);
+    return [...new Set(hosts)];
   }
 
   /** Sends one part; returns the MD5 the server computed. */
@@ -156,6 +162,7 @@ export class BaiduApi {
     body: FileBody,
     boundary: string,
     signal?: AbortSignal,
+    noRetry?: BaiduErrorKind[],
   ): Promise<string> {
     const a = await this.http.call({
       what: `the upload of part ${query.partseq + 1}`,
@@ -172,6 +179,7 @@ export class BaiduApi {
       headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
       pcs: true,
       signal,
+      noRetry,
     });
     return String(a.md5 ?? "");
   }

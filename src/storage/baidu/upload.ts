@@ -21,7 +21,8 @@ import { StorageError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { BaiduApi, CreateAnswer } from "./api.ts";
 import type { FileDigest } from "./digest.ts";
-import { BaiduApiError } from "./errors.ts";
+import { BaiduApiError, BaiduNetworkError } from "./errors.ts";
+import { backoffMs } from "./http.ts";
 
 /** What the ledger keeps between runs for an upload in progress. */
 export interface UploadState {
@@ -208,7 +209,9 @@ async function sendParts(
   const d = o.digest;
   const todo = d.blockList.map((_, i) => i).filter((i) => !(i in state.done));
   if (todo.length === 0) return;
-  const host = await api.uploadHost(o.remotePath, state.uploadId, o.signal);
+  const hosts = new UploadHosts(
+    await api.uploadHosts(o.remotePath, state.uploadId, o.signal),
+  );
   const stop = new AbortController();
   const signal = o.signal
     ? AbortSignal.any([o.signal, stop.signal])
@@ -218,7 +221,7 @@ async function sendParts(
     while (todo.length > 0 && failure === undefined) {
       const index = todo.shift()!;
       try {
-        const md5 = await sendPart(api, o, state, host, index, signal);
+        const md5 = await sendPart(api, o, state, hosts, index, signal);
         state.done[index] = md5;
         o.resume?.save(state);
         o.onProgress?.(partLength(d, index));
@@ -236,11 +239,89 @@ async function sendParts(
   }
 }
 
+/**
+ * The hosts a session's parts may go to, in the order locateupload gave
+ * them. A host that fails a part (broken connection, timeout, server
+ * error) is left for the next one, for every part at once; after the last
+ * comes the first again.
+ */
+class UploadHosts {
+  #hosts: string[];
+  #at = 0;
+  constructor(hosts: string[]) {
+    this.#hosts = hosts;
+  }
+  get current(): string {
+    return this.#hosts[this.#at];
+  }
+  /** Moves on from `host`, unless another part already did. */
+  failed(host: string): void {
+    if (this.#hosts[this.#at] === host) {
+      this.#at = (this.#at + 1) % this.#hosts.length;
+    }
+  }
+  get size(): number {
+    return this.#hosts.length;
+  }
+  indexOf(host: string): number {
+    return this.#hosts.indexOf(host);
+  }
+}
+
+function isTransient(err: unknown): boolean {
+  return err instanceof BaiduNetworkError ||
+    (err instanceof BaiduApiError && err.kind === "transient");
+}
+
+/**
+ * One try of a part as far as the network goes: sent to the current host,
+ * and on a transient failure to the next, with backoff, as many times as
+ * the API layer would retry on one host.
+ */
+async function sendToHosts(
+  api: BaiduApi,
+  o: UploadOptions,
+  state: UploadState,
+  hosts: UploadHosts,
+  index: number,
+  body: Parameters<BaiduApi["uploadPart"]>[2],
+  boundary: string,
+  signal: AbortSignal,
+): Promise<string> {
+  for (let attempt = 1;; attempt++) {
+    const host = hosts.current;
+    try {
+      return await api.uploadPart(
+        host,
+        { path: o.remotePath, uploadid: state.uploadId, partseq: index },
+        body,
+        boundary,
+        signal,
+        ["transient"],
+      );
+    } catch (err) {
+      if (!isTransient(err) || attempt > api.http.retries) throw err;
+      signal.throwIfAborted();
+      hosts.failed(host);
+      if (hosts.size > 1) {
+        o.log.debug(
+          `baidu part ${index + 1}: upload host ${
+            hosts.indexOf(host) + 1
+          } of ${hosts.size} failed; trying host ${
+            hosts.indexOf(hosts.current) + 1
+          }`,
+        );
+      }
+      await api.http.clock.sleep(backoffMs(attempt, "transient"), signal);
+    }
+  }
+}
+
 async function sendPart(
   api: BaiduApi,
   o: UploadOptions,
   state: UploadState,
-  host: string,
+  hosts: UploadHosts,
   index: number,
   signal: AbortSignal,
 ): Promise<string> {
@@ -254,9 +335,12 @@ async function sendPart(
   const tail = new TextEncoder().encode(`\r\n--${boundary}--\r\n`);
   const offset = index * d.chunkSize;
   for (let attempt = 1;; attempt++) {
-    const md5 = await api.uploadPart(
-      host,
-      { path: o.remotePath, uploadid: state.uploadId, partseq: index },
+    const md5 = await sendToHosts(
+      api,
+      o,
+      state,
+      hosts,
+      index,
       { head, tail, path: o.localPath, offset, length },
       boundary,
       signal,
