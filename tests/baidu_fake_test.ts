@@ -71,7 +71,7 @@ Deno.test("FakeBaidu serves each host on its own origin and refuses calls to the
       fake.cdnUrl,
       ...fake.uploadUrls,
     ]);
-    assert.equal(origins.size, 5);
+    assert.equal(origins.size, 6);
     const uinfo = { method: "uinfo", access_token: token };
     assert.ok(!failed(await call(fake.apiUrl, "/rest/2.0/xpan/nas", uinfo)));
     for (const wrong of [fake.oauthUrl, fake.pcsUrl, fake.cdnUrl]) {
