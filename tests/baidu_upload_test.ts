@@ -465,6 +465,34 @@ Deno.test("put() skips an order whose name the server refuses (errno -7, 31062, 
   }
 });
 
+Deno.test("put() finds the file when create's answer was lost, instead of uploading it again", async () => {
+  await using f = await startBaidu({ concurrency: 2 });
+  f.fake.fail("create", { lost: true });
+  const src = await source(f.dir, 4 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 1, "no new session");
+  assert.equal(f.fake.calls.get("upload"), 4, "no part sent twice");
+  assert.equal(f.fake.calls.get("create"), 2);
+  assert.equal(f.fake.calls.get("cdn"), 1, "read back once");
+  assert.match(put.verifiedBy, /answer lost/);
+  assert.ok(
+    f.log.lines.some((l) => /answer to the commit .* was lost/.test(l)),
+  );
+});
+
+Deno.test("put() starts again when create's answer was lost and nothing was committed", async () => {
+  await using f = await startBaidu({ concurrency: 2 });
+  f.fake.put(`${FOLDER}/SO-1/portrait.jpg`, patternBytes(4 * UNIT, 99));
+  f.fake.fail("create", { lost: true, ghost: true });
+  const src = await source(f.dir, 4 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 2, "an older copy is not taken");
+  assert.equal(f.fake.calls.get("cdn"), 1, "it was read back and refused");
+  assert.doesNotMatch(put.verifiedBy, /answer lost/);
+});
+
 Deno.test("put() never resolves when create answers but the file does not appear", async () => {
   await using f = await startBaidu();
   f.fake.fail("create", { ghost: true });

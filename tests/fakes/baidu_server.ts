@@ -128,6 +128,8 @@ export interface Fault {
   stall?: boolean;
   /** cdn: send this many bytes of the file, then nothing more. */
   stallAfter?: number;
+  /** Do what was asked, then cut the connection: the answer is lost. */
+  lost?: boolean;
   /** HTTP 200 with a body that is not JSON, and nothing done. */
   garbage?: boolean;
   /**
@@ -665,7 +667,8 @@ export class FakeBaidu {
       (fault.dropAfter !== undefined || fault.corrupt || fault.wrongMd5 ||
         fault.ghost || fault.lieSize !== undefined ||
         fault.cutAfter !== undefined || fault.stall ||
-        fault.stallAfter !== undefined || fault.noInfo !== undefined);
+        fault.stallAfter !== undefined || fault.noInfo !== undefined ||
+        fault.lost);
     if (fault && !special) {
       if (fault.oauthError) {
         return json(
@@ -717,6 +720,22 @@ export class FakeBaidu {
       await this.#hold();
       return dropped();
     }
+    const res = await this.#answer(name, req, q, form, url, pcs, fault);
+    if (!fault?.lost) return res;
+    await res.body?.cancel();
+    return dropped();
+  }
+
+  async #answer(
+    name: string,
+    req: Request,
+    q: URLSearchParams,
+    form: URLSearchParams,
+    url: URL,
+    pcs: boolean,
+    fault?: Fault,
+  ): Promise<Response> {
+    const p = url.pathname;
     if (name === "token") return this.#token(q);
     if (name === "device") return this.#deviceCode(q);
     if (name === "cdn") return this.#cdn(req, fault);

@@ -34,6 +34,8 @@ export interface RemoteEntry {
   name: string;
   size: number;
   isDir: boolean;
+  /** The `local_mtime` given at upload (Unix seconds), when listed. */
+  localMtime?: number;
 }
 
 export interface PrecreateAnswer {
@@ -48,6 +50,8 @@ export interface CreateAnswer {
   path: string;
   size: number;
   blockList?: string[];
+  /** Found by a lookup after the answer itself was lost. */
+  recovered?: boolean;
 }
 
 const num = (v: unknown) => (typeof v === "string" ? Number(v) : Number(v));
@@ -187,8 +191,16 @@ export class BaiduApi {
   async create(
     form: Record<string, string>,
     signal?: AbortSignal,
+    noRetry?: BaiduErrorKind[],
   ): Promise<CreateAnswer> {
-    const a = await this.#file("create", "the upload commit", form, signal);
+    const a = await this.#file(
+      "create",
+      "the upload commit",
+      form,
+      signal,
+      {},
+      noRetry,
+    );
     return {
       fsId: String(a.fs_id ?? ""),
       path: String(a.path ?? form.path),
@@ -312,6 +324,7 @@ export class BaiduApi {
     form: Record<string, string>,
     signal?: AbortSignal,
     extra: Record<string, string> = {},
+    noRetry?: BaiduErrorKind[],
   ): Promise<Answer> {
     return this.http.call({
       what,
@@ -320,6 +333,7 @@ export class BaiduApi {
       query: { method, ...extra },
       form,
       signal,
+      noRetry,
     });
   }
 }
@@ -332,5 +346,6 @@ function entry(e: Answer): RemoteEntry {
     name: String(e.server_filename ?? e.filename ?? path.split("/").pop()),
     size: num(e.size ?? 0),
     isDir: num(e.isdir ?? 0) === 1,
+    localMtime: e.local_mtime === undefined ? undefined : num(e.local_mtime),
   };
 }

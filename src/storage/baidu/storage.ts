@@ -280,6 +280,8 @@ export class BaiduStorage implements Storage {
       md5: digest.md5,
       verifiedBy: outcome.kind === "rapid"
         ? "baidu rapid upload, size listed"
+        : outcome.create.recovered
+        ? "baidu create (answer lost), MD5 of the copy read back"
         : "baidu create block list and size, size listed",
       reused: outcome.kind === "rapid",
     };

@@ -23,6 +23,9 @@ import type { BaiduApi, CreateAnswer } from "./api.ts";
 import type { FileDigest } from "./digest.ts";
 import { BaiduApiError, BaiduNetworkError } from "./errors.ts";
 import { backoffMs } from "./http.ts";
+import { parentOf } from "./paths.ts";
+import { downloadStream } from "./download.ts";
+import { createHash } from "../../fsutil.ts";
 
 /** What the ledger keeps between runs for an upload in progress. */
 export interface UploadState {
@@ -36,7 +39,7 @@ export interface UploadState {
   /** Part index -> MD5 the server confirmed. */
   done: Record<string, string>;
   /** Set once `create` answered, so a crash before verifying is not re-sent. */
-  created?: { fsId: string; path: string; size: number };
+  created?: { fsId: string; path: string; size: number; recovered?: boolean };
 }
 
 export interface UploadOptions {
@@ -133,14 +136,13 @@ export async function uploadFile(
         if (already > 0) o.onProgress?.(already);
       }
       await sendParts(api, o, state);
-      const uploadId = state.uploadId;
-      const create = await inFolder(() =>
-        api.create({ ...commonForm(o, false), uploadid: uploadId }, o.signal)
-      );
+      const session = state;
+      const create = await inFolder(() => commit(api, o, session));
       state.created = {
         fsId: create.fsId,
         path: create.path,
         size: create.size,
+        recovered: create.recovered,
       };
       o.resume?.save(state);
       return { kind: "created", create };
@@ -160,6 +162,86 @@ export async function uploadFile(
       );
     }
   }
+}
+
+/**
+ * create, tried again on a broken connection or a server error like any
+ * call. If such a try may have gone through, a later "no such session"
+ * (31355, 31190) means the session was used up, most likely by that very
+ * create: the file is then looked up before the whole upload starts again.
+ */
+async function commit(
+  api: BaiduApi,
+  o: UploadOptions,
+  state: UploadState,
+): Promise<CreateAnswer> {
+  let unsure = false;
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await api.create(
+        { ...commonForm(o, false), uploadid: state.uploadId },
+        o.signal,
+        ["transient"],
+      );
+    } catch (err) {
+      if (isTransient(err) && attempt <= api.http.retries) {
+        o.signal?.throwIfAborted();
+        unsure = true;
+        await api.http.clock.sleep(backoffMs(attempt, "transient"), o.signal);
+        continue;
+      }
+      if (unsure && err instanceof BaiduApiError && err.kind === "session") {
+        const found = await committedCopy(api, o);
+        if (found) return found;
+      }
+      throw err;
+    }
+  }
+}
+
+/**
+ * The file a create whose answer was lost left behind, or undefined (the
+ * upload then starts again). A file listed at the path with this upload's
+ * size and local mtime is most likely that create's, but could be an older
+ * copy of another version saved within the same second; and Baidu's listed
+ * MD5 cannot be trusted (4.5). So it is taken only once its bytes, read
+ * back, hash to the MD5 of the local file: this is rare, and costs a
+ * download instead of the upload again.
+ */
+async function committedCopy(
+  api: BaiduApi,
+  o: UploadOptions,
+): Promise<CreateAnswer | undefined> {
+  const { dir, name } = parentOf(o.remotePath);
+  const mtime = Math.floor(o.digest.mtimeMs / 1000);
+  const e = (await api.list(dir, o.signal)).find((x) =>
+    !x.isDir && (x.path === o.remotePath || x.name === name)
+  );
+  if (!e || e.size !== o.digest.size || e.localMtime !== mtime) return;
+  const path = e.path || o.remotePath;
+  try {
+    const md5 = createHash("md5");
+    const stream = downloadStream(api, {
+      remotePath: path,
+      fsId: e.fsId,
+      size: e.size,
+    }, { signal: o.signal });
+    for await (const piece of stream) md5.update(piece);
+    if (md5.digest("hex") !== o.digest.md5) return;
+  } catch (err) {
+    o.signal?.throwIfAborted();
+    if (err instanceof StorageError && err.failure === "stop") throw err;
+    o.log.warn(
+      `Cannot read back "${o.remotePath}" after its commit answer was lost (${
+        err instanceof Error ? err.message : String(err)
+      }); uploading it again`,
+    );
+    return;
+  }
+  o.log.info(
+    `Baidu Netdisk's answer to the commit of "${o.remotePath}" was lost, but the file is there and reads back with the right MD5`,
+  );
+  return { fsId: e.fsId, path, size: e.size, recovered: true };
 }
 
 function loadState(o: UploadOptions): UploadState | undefined {
