@@ -291,9 +291,12 @@ Deno.test("put() fails with 'retry' when the image changes while its parts are s
       /changed while it was being uploaded/.test(err.message),
   );
   await saving;
-  assert.equal(
-    f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`),
-    undefined,
+  // On a loaded machine the old version may go up whole before the new one
+  // is saved (the final look at the file still fails the put); a copy
+  // mixing parts of both versions must never be there.
+  const stored = f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`);
+  assert.ok(
+    stored === undefined || storedEquals(stored.bytes, src.bytes),
     "no file is created from parts of two versions",
   );
 });
