@@ -7,7 +7,6 @@
 
 import assert from "node:assert/strict";
 import { AuthRequiredError, StorageError } from "../src/errors.ts";
-import { ManualClock } from "../src/clock.ts";
 import { memoryLogger } from "../src/log.ts";
 import { readCredentials } from "../src/storage/baidu/credentials.ts";
 import { baiduCommand } from "../src/cli/baidu.ts";
@@ -225,7 +224,7 @@ async function deviceDeps(f: Awaited<ReturnType<typeof startBaidu>>) {
   );
   const out: string[] = [];
   const log = memoryLogger();
-  const clock = new ManualClock("2026-03-01T00:00:00Z");
+  const clock = f.clock; // the fake keeps the device code's time by it
   const deps: Deps = {
     clock,
     log,
@@ -275,6 +274,24 @@ Deno.test("baidu login --device shows the code, waits while pending, slows down 
   }
 });
 
+Deno.test('baidu login --device waits out a poll with no answer and Baidu\'s "Trigger security policy"', async () => {
+  await using f = await startBaidu({ loggedIn: false });
+  f.fake.deviceQueue = ["authorization_pending"]; // its answer is lost
+  f.fake.fail("token", { lost: true });
+  f.fake.fail("token", { oauthError: "Trigger security policy" });
+  const { deps, out, clock, config } = await deviceDeps(f);
+  const start = clock.now().getTime();
+  const code = await baiduCommand.run(deps, [
+    "login",
+    "--device",
+    "--config",
+    config,
+  ]);
+  assert.equal(code, 0);
+  assert.equal(clock.now().getTime() - start, (5 + 10 + 15) * 1000);
+  assert.match(out.join(""), /Logged in to Baidu Netdisk/);
+});
+
 Deno.test("baidu login --device gives up cleanly when the code expires", async () => {
   await using f = await startBaidu({ loggedIn: false });
   f.fake.deviceQueue = Array(400).fill("authorization_pending");
@@ -283,7 +300,7 @@ Deno.test("baidu login --device gives up cleanly when the code expires", async (
     baiduCommand.run(deps, ["login", "--device", "--config", config]),
     (err) => {
       assert.ok(err instanceof AuthRequiredError);
-      assert.match(err.message, /expired before it was approved/);
+      assert.match(err.message, /expired/);
       return true;
     },
   );

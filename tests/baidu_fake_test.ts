@@ -295,3 +295,35 @@ Deno.test("FakeBaidu has real folders: made by create isdir=1, listed, and neede
     ]]);
   });
 });
+
+Deno.test("FakeBaidu answers slow_down to a device poll that comes too soon, and expires the code", async () => {
+  let now = Date.parse("2026-03-01T00:00:00Z");
+  const fake = await FakeBaidu.start({ now: () => now, deviceExpiresIn: 60 });
+  try {
+    const device = await call(fake.oauthUrl, "/oauth/2.0/device/code", {
+      response_type: "device_code",
+      client_id: fake.appKey,
+      scope: "basic,netdisk",
+    });
+    const poll = () =>
+      call(fake.oauthUrl, "/oauth/2.0/token", {
+        grant_type: "device_token",
+        code: String((device.body as Record<string, unknown>).device_code),
+        client_id: fake.appKey,
+        client_secret: fake.secretKey,
+      }).then((r) => (r.body as Record<string, unknown>).error);
+    fake.deviceQueue = Array(10).fill("authorization_pending");
+    now += 5_000;
+    assert.equal(await poll(), "authorization_pending");
+    now += 2_000;
+    assert.equal(await poll(), "slow_down", "2 s after the last poll");
+    now += 5_000;
+    assert.equal(await poll(), "slow_down", "the interval is 10 s now");
+    now += 15_000;
+    assert.equal(await poll(), "authorization_pending", "15 s: waited enough");
+    now += 40_000;
+    assert.equal(await poll(), "invalid_grant", "expired after 60 s");
+  } finally {
+    await fake.close();
+  }
+});

@@ -20,7 +20,9 @@
  * strictest reading of a point the protocol leaves open. The query is read with plain
  * percent-decoding, so a `+` is a plus, not a space. OAuth has code, device and refresh grants,
  * with a refresh that kills the old pair, and access tokens that run out
- * after `tokenLifetimeSec` on the fake's clock. Errors come in the real shapes.
+ * after `tokenLifetimeSec` on the fake's clock; a device code answers
+ * slow_down when polled faster than its interval (which then grows by 5 s),
+ * and stops working once it expired or was used. Errors come in the real shapes.
  *
  * Faults are queued by call name ("token", "device", "uinfo", "quota",
  * "precreate", "locateupload", "upload", "create", "mkdir" (create with
@@ -56,6 +58,8 @@ export interface FakeBaiduOptions {
   now?: () => number;
   /** `expires_in` of every access token issued (default 30 days). */
   tokenLifetimeSec?: number;
+  /** How long a device code works, in seconds (default 1800). */
+  deviceExpiresIn?: number;
   /** Whether `/apps/<appName>` exists at the start (default true). */
   appFolder?: boolean;
   /**
@@ -272,6 +276,14 @@ export class FakeBaidu {
   refreshToken = "";
   /** Device flow: answers before approval ("authorization_pending" etc.). */
   deviceQueue: string[] = [];
+  readonly deviceExpiresIn: number;
+  /** The device code handed out last, with its clock (fake time, ms). */
+  #device?: {
+    issuedAt: number;
+    interval: number;
+    lastPoll?: number;
+    used: boolean;
+  };
   #faults = new Map<string, (Fault | null)[]>();
   #nextId = 9007199254740993n; // above 2^53: ids must not pass through a float
   #seq = 0;
@@ -302,6 +314,7 @@ export class FakeBaidu {
     this.codes = new Set(options.codes ?? ["good-code"]);
     this.parentMissingErrno = options.parentMissingErrno ?? -9;
     this.tokenLifetimeSec = options.tokenLifetimeSec ?? 2592000;
+    this.deviceExpiresIn = options.deviceExpiresIn ?? 1800;
     this.now = options.now ?? Date.now;
     if (options.appFolder !== false) this.mkdir(this.appRoot);
   }
@@ -819,14 +832,26 @@ export class FakeBaidu {
         }, 400);
       }
     } else if (grant === "device_token") {
-      if (q.get("code") !== "DEVICE-CODE") {
+      const d = this.#device;
+      const now = this.now();
+      if (
+        q.get("code") !== "DEVICE-CODE" || !d || d.used ||
+        now >= d.issuedAt + this.deviceExpiresIn * 1000
+      ) {
         return json({
           error: "invalid_grant",
-          error_description: "bad device code",
+          error_description: "device code invalid, expired or used",
         }, 400);
       }
-      const next = this.deviceQueue.shift();
+      // Polling faster than the interval is answered slow_down, and the
+      // interval grows by 5 s each time, as the device flow has it.
+      const tooSoon = d.lastPoll !== undefined &&
+        now - d.lastPoll < d.interval * 1000;
+      d.lastPoll = now;
+      const next = tooSoon ? "slow_down" : this.deviceQueue.shift();
+      if (next === "slow_down") d.interval += 5;
       if (next) return json({ error: next, error_description: next }, 400);
+      d.used = true;
     } else {
       return json({ error: "unsupported_grant_type" }, 400);
     }
@@ -850,12 +875,13 @@ export class FakeBaidu {
     ) {
       return json({ error: "invalid_request" }, 400);
     }
+    this.#device = { issuedAt: this.now(), interval: 5, used: false };
     return json({
       device_code: "DEVICE-CODE",
       user_code: "ABCD-1234",
       verification_url: `${this.oauthUrl}/device`,
       qrcode_url: `${this.oauthUrl}/qr/ABCD-1234`,
-      expires_in: 1800,
+      expires_in: this.deviceExpiresIn,
       interval: 5,
     });
   }
