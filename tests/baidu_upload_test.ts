@@ -355,6 +355,32 @@ Deno.test("classify() reads 31299 by its message: a session gone, or a chunk too
   }
 });
 
+Deno.test("classify() retries 42905 and stops on the request and traffic caps (31219, 31220)", () => {
+  assert.equal(classify({ code: 42905, message: "" }), "transient");
+  assert.equal(classify({ code: 31219, message: "" }, { pcs: true }), "limit");
+  assert.equal(classify({ code: 31220, message: "" }, { pcs: true }), "limit");
+  assert.equal(classify({ code: 31034, message: "" }, { pcs: true }), "rate");
+});
+
+Deno.test("put() stops the run at once on Baidu's request or traffic cap", async () => {
+  for (const errorCode of [31219, 31220]) {
+    await using f = await startBaidu({ concurrency: 1 });
+    f.fake.fail("upload", { errorCode, status: 403, msg: "limit reached" }, 20);
+    const before = f.clock.now().getTime();
+    await assert.rejects(
+      f.storage.put(await source(f.dir, 2 * UNIT)),
+      (err) => {
+        assert.ok(err instanceof StorageError);
+        assert.equal(err.failure, "stop", `${errorCode}`);
+        assert.match(err.hint ?? "", /next run carries on/);
+        return true;
+      },
+    );
+    assert.equal(f.clock.now().getTime(), before, "no wait for a daily cap");
+    assert.equal(f.fake.files.size, 0);
+  }
+});
+
 Deno.test("put() starts again when create says a part is missing (31363)", async () => {
   await using f = await startBaidu();
   f.fake.fail("create", { errno: 31363, msg: "block miss in superfile2" });

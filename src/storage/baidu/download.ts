@@ -132,6 +132,12 @@ export function downloadStream(
       await http.tokens.refreshAfter(token);
       throw new Retry();
     }
+    if (kind === "limit" || kind === "quota") {
+      throw fail(
+        `error ${info.code}${info.message ? ` ${info.message}` : ""}`,
+        "stop",
+      );
+    }
     if (kind === "dlink" || res.status === 403 || res.status === 404) {
       if (info.code === 31326) {
         throw Object.assign(
