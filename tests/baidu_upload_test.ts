@@ -355,6 +355,25 @@ Deno.test("classify() reads 31299 by its message: a session gone, or a chunk too
   }
 });
 
+Deno.test("put() scrubs addresses and tokens out of the server's own error message", async () => {
+  await using f = await startBaidu();
+  const token = f.fake.accessToken;
+  f.fake.fail("precreate", {
+    errno: 31023,
+    msg:
+      `bad request https://d.pcs.baidu.com/file/1?sign=SIGNED-SECRET&access_token=${token} refused`,
+  });
+  await assert.rejects(f.storage.put(await source(f.dir, 100)), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.match(
+      err.message,
+      /error 31023 bad request https:\/\/d\.pcs\.baidu\.com\/file\/1 refused/,
+    );
+    assertNoSecrets([err.message], [...f.secrets(), token]);
+    return true;
+  });
+});
+
 Deno.test("classify() retries 42905 and stops on the request and traffic caps (31219, 31220)", () => {
   assert.equal(classify({ code: 42905, message: "" }), "transient");
   assert.equal(classify({ code: 31219, message: "" }, { pcs: true }), "limit");

@@ -145,7 +145,9 @@ export class BaiduApiError extends Error {
     requestId?: string,
     answer?: Record<string, unknown>,
   ) {
-    const detail = info.message ? ` ${info.message}` : "";
+    // The server's own words may quote an address with its signature or
+    // token: only the scrubbed form goes into the message.
+    const detail = info.message ? ` ${scrubText(info.message)}` : "";
     super(
       `Baidu Netdisk refused ${what}: error ${info.code}${detail}` +
         (requestId ? ` (request id ${requestId})` : ""),
