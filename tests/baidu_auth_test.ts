@@ -292,6 +292,23 @@ Deno.test('baidu login --device waits out a poll with no answer and Baidu\'s "Tr
   assert.match(out.join(""), /Logged in to Baidu Netdisk/);
 });
 
+Deno.test("baidu login warns when Baidu's token answer names no scope", async () => {
+  await using f = await startBaidu({ loggedIn: false });
+  f.fake.tokenScope = null;
+  const { deps, log, config } = await deviceDeps(f);
+  const code = await baiduCommand.run(deps, [
+    "login",
+    "--device",
+    "--config",
+    config,
+  ]);
+  assert.equal(code, 0);
+  assert.ok(
+    log.lines.some((l) => /does not say what access it grants/.test(l)),
+    log.lines.join("\n"),
+  );
+});
+
 Deno.test("baidu login --device gives up cleanly when the code expires", async () => {
   await using f = await startBaidu({ loggedIn: false });
   f.fake.deviceQueue = Array(400).fill("authorization_pending");

@@ -274,6 +274,8 @@ export class FakeBaidu {
   readonly codes: Set<string>;
   accessToken = "";
   refreshToken = "";
+  /** The scope token answers carry; null leaves the field out. */
+  tokenScope: string | null = "basic netdisk";
   /** Device flow: answers before approval ("authorization_pending" etc.). */
   deviceQueue: string[] = [];
   readonly deviceExpiresIn: number;
@@ -859,7 +861,7 @@ export class FakeBaidu {
     return json({
       ...pair,
       expires_in: this.tokenLifetimeSec,
-      scope: "basic netdisk",
+      ...(this.tokenScope === null ? {} : { scope: this.tokenScope }),
       session_key: "SK-secret",
       session_secret: "SS-secret",
     });

@@ -4,7 +4,8 @@
  *
  * Every answer is checked for the `{error, error_description}` shape; a
  * token answer without `netdisk` in its scope is refused, since file calls
- * would then fail with errno -6. Only such an answer is a refusal: a call
+ * would then fail with errno -6, and one without a scope is taken with a
+ * warning. Only such an answer is a refusal: a call
  * that gets no answer within `timeoutMs`, a broken connection, a server
  * error or a body that is not JSON is a `retry` StorageError, never "log in
  * again". Log lines carry the path and the grant, never the query.
@@ -183,6 +184,11 @@ async function tokenCall(
   }
   if (typeof b.refresh_token !== "string" || b.refresh_token === "") {
     return { error: "no refresh token in the answer" };
+  }
+  if (typeof b.scope !== "string") {
+    ctx.log.warn(
+      "Baidu's login answer does not say what access it grants; if file calls then fail with error -6, log in again and allow access to Netdisk files",
+    );
   }
   return {
     access_token: b.access_token,
