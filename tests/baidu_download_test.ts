@@ -34,6 +34,19 @@ Deno.test("open() downloads with User-Agent pan.baidu.com through the redirect a
   assert.equal(f.fake.calls.get("cdn"), 1);
 });
 
+Deno.test("filemetas() asks for a dlink only when one is wanted", async () => {
+  await using f = await startBaidu();
+  const file = f.fake.put(PATH, patternBytes(10, 1));
+  const [plain] = await f.storage.api.filemetas([String(file.fsId)], false);
+  assert.equal(plain.dlink, undefined);
+  const [withLink] = await f.storage.api.filemetas([String(file.fsId)], true);
+  assert.ok(withLink.dlink);
+  const queries = f.fake.log.filter((l) => l.includes("method=filemetas"));
+  assert.equal(queries.length, 2);
+  assert.doesNotMatch(queries[0], /dlink=/);
+  assert.match(queries[1], /dlink=1/);
+});
+
 Deno.test("open() resumes a broken download with Range and delivers every byte", async () => {
   await using f = await startBaidu();
   const bytes = patternBytes(900_000, 22);

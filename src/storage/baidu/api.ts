@@ -265,7 +265,8 @@ export class BaiduApi {
       query: {
         method: "filemetas",
         fsids: `[${fsIds.filter((id) => /^\d+$/.test(id)).join(",")}]`,
-        dlink: dlink ? "1" : "0",
+        // Asked for only when wanted: the protocol knows dlink=1, not 0.
+        ...(dlink ? { dlink: "1" } : {}),
       },
       signal,
     });
