@@ -562,6 +562,17 @@ Deno.test("put() never resolves when create answers but the file does not appear
   );
 });
 
+Deno.test("put() looks the file up when create's answer gives no size, instead of uploading it again", async () => {
+  await using f = await startBaidu();
+  f.fake.fail("create", { noSize: true });
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 1);
+  assert.equal(f.fake.calls.get("create"), 1);
+  assert.equal(f.fake.calls.get("filemetas"), 1, "found with its size");
+});
+
 Deno.test("put() never resolves when create confirms another size", async () => {
   await using f = await startBaidu();
   f.fake.fail("create", { lieSize: 5 });

@@ -145,6 +145,8 @@ export interface Fault {
   ghost?: boolean;
   /** create: store the file but answer this size. */
   lieSize?: number;
+  /** create: store the file but leave `size` out of the answer. */
+  noSize?: boolean;
 }
 
 type HostName = "oauth" | "api" | "pcs" | "upload" | "cdn";
@@ -680,7 +682,7 @@ export class FakeBaidu {
     const pcs = host !== "api" && host !== "oauth";
     const special = fault &&
       (fault.dropAfter !== undefined || fault.corrupt || fault.wrongMd5 ||
-        fault.ghost || fault.lieSize !== undefined ||
+        fault.ghost || fault.lieSize !== undefined || fault.noSize ||
         fault.cutAfter !== undefined || fault.stall ||
         fault.stallAfter !== undefined || fault.noInfo !== undefined ||
         fault.lost);
@@ -1289,7 +1291,7 @@ export class FakeBaidu {
       md5: "cloud" + whole.slice(5),
       server_filename: target.split("/").pop(),
       path: target,
-      size: fault?.lieSize ?? size,
+      ...(fault?.noSize ? {} : { size: fault?.lieSize ?? size }),
       isdir: 0,
       category: 3,
     });

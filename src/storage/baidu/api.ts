@@ -48,7 +48,8 @@ export interface PrecreateAnswer {
 export interface CreateAnswer {
   fsId: string;
   path: string;
-  size: number;
+  /** Undefined when the answer gave none: the lookup after it decides. */
+  size?: number;
   blockList?: string[];
   /** Found by a lookup after the answer itself was lost. */
   recovered?: boolean;
@@ -204,7 +205,7 @@ export class BaiduApi {
     return {
       fsId: String(a.fs_id ?? ""),
       path: String(a.path ?? form.path),
-      size: num(a.size ?? -1),
+      size: a.size === undefined ? undefined : num(a.size),
       blockList: Array.isArray(a.block_list)
         ? a.block_list.map(String)
         : undefined,

@@ -248,8 +248,10 @@ export class BaiduStorage implements Storage {
     if (outcome.kind === "created") {
       const c = outcome.create;
       finalPath = c.path || remotePath;
+      // An answer without a size is not a refusal: the lookup below must
+      // then find the file with the right size.
       if (
-        c.size !== digest.size ||
+        (c.size !== undefined && c.size !== digest.size) ||
         (c.blockList &&
           JSON.stringify(c.blockList) !== JSON.stringify(digest.blockList))
       ) {

@@ -39,7 +39,12 @@ export interface UploadState {
   /** Part index -> MD5 the server confirmed. */
   done: Record<string, string>;
   /** Set once `create` answered, so a crash before verifying is not re-sent. */
-  created?: { fsId: string; path: string; size: number; recovered?: boolean };
+  created?: {
+    fsId: string;
+    path: string;
+    size?: number;
+    recovered?: boolean;
+  };
 }
 
 export interface UploadOptions {
