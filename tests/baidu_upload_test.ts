@@ -450,6 +450,41 @@ Deno.test("put() continues a killed upload from the parts already sent", async (
   );
 });
 
+Deno.test("put() sends only the parts precreate says are still needed", async () => {
+  await using f = await startBaidu({ concurrency: 1, resumeByPath: true });
+  const src = await source(f.dir, 8 * UNIT);
+  const kill = new AbortController();
+  let sent = 0;
+  await assert.rejects(
+    f.storage.put(src, {
+      signal: kill.signal,
+      onProgress: (n) => {
+        sent += n;
+        if (sent >= 3 * UNIT) kill.abort(new Error("killed"));
+      },
+    }),
+  );
+  // No resume state was kept: the server's list is all there is to go by.
+  const before = f.fake.calls.get("upload")!;
+  let progress = 0;
+  const put = await f.storage.put(src, { onProgress: (n) => (progress += n) });
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("upload")! - before, 5, "only 5 parts sent");
+  assert.equal(f.fake.uploadIds.length, 1, "the server's session went on");
+  assert.equal(progress, src.size, "held parts count as progress");
+  assert.ok(f.log.lines.some((l) => /already holds 3 of 8 parts/.test(l)));
+});
+
+Deno.test("put() sends every part in a new session when the server's list of needed parts was wrong", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("precreate", { needed: [0] }); // claims to hold parts 1 and 2
+  const src = await source(f.dir, 3 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 2);
+  assert.equal(f.fake.calls.get("upload"), 1 + 3);
+});
+
 Deno.test("put() recovers when the saved session expired between runs", async () => {
   await using f = await startBaidu({ concurrency: 1 });
   const src = await source(f.dir, 4 * UNIT);

@@ -60,6 +60,12 @@ export interface FakeBaiduOptions {
   tokenLifetimeSec?: number;
   /** How long a device code works, in seconds (default 1800). */
   deviceExpiresIn?: number;
+  /**
+   * precreate of a path whose earlier session is still open, with the same
+   * block list, continues that session and lists only the missing parts
+   * (Baidu is said to do this for a resent uploadid; unconfirmed without).
+   */
+  resumeByPath?: boolean;
   /** Whether `/apps/<appName>` exists at the start (default true). */
   appFolder?: boolean;
   /**
@@ -145,6 +151,8 @@ export interface Fault {
   ghost?: boolean;
   /** create: store the file but answer this size. */
   lieSize?: number;
+  /** precreate: list these part indexes as needed, whatever is held. */
+  needed?: number[];
   /** create: store the file but leave `size` out of the answer. */
   noSize?: boolean;
 }
@@ -281,6 +289,7 @@ export class FakeBaidu {
   /** Device flow: answers before approval ("authorization_pending" etc.). */
   deviceQueue: string[] = [];
   readonly deviceExpiresIn: number;
+  readonly resumeByPath: boolean;
   /** The device code handed out last, with its clock (fake time, ms). */
   #device?: {
     issuedAt: number;
@@ -319,6 +328,7 @@ export class FakeBaidu {
     this.parentMissingErrno = options.parentMissingErrno ?? -9;
     this.tokenLifetimeSec = options.tokenLifetimeSec ?? 2592000;
     this.deviceExpiresIn = options.deviceExpiresIn ?? 1800;
+    this.resumeByPath = options.resumeByPath ?? false;
     this.now = options.now ?? Date.now;
     if (options.appFolder !== false) this.mkdir(this.appRoot);
   }
@@ -683,6 +693,7 @@ export class FakeBaidu {
     const special = fault &&
       (fault.dropAfter !== undefined || fault.corrupt || fault.wrongMd5 ||
         fault.ghost || fault.lieSize !== undefined || fault.noSize ||
+        fault.needed !== undefined ||
         fault.cutAfter !== undefined || fault.stall ||
         fault.stallAfter !== undefined || fault.noInfo !== undefined ||
         fault.lost);
@@ -788,7 +799,7 @@ export class FakeBaidu {
           errno: 0,
         });
       case "precreate":
-        return this.#precreate(form);
+        return this.#precreate(form, fault);
       case "locateupload":
         return this.#locate(q);
       case "upload":
@@ -932,7 +943,7 @@ export class FakeBaidu {
     return undefined;
   }
 
-  #precreate(form: URLSearchParams): Response {
+  #precreate(form: URLSearchParams, fault?: Fault): Response {
     const path = form.get("path") ?? "";
     const sizeText = form.get("size") ?? "";
     const size = Number(sizeText);
@@ -988,22 +999,37 @@ export class FakeBaidu {
         info: { fs_id: f.fsId, size, path },
       });
     }
-    const uploadId = `N1-${crypto.randomUUID()}`;
-    this.uploadIds.push(uploadId);
-    this.sessions.set(uploadId, {
-      path,
-      size,
-      blockList,
-      rtype,
-      parts: new Map(),
-      expired: false,
-    });
+    // The same upload again (its uploadid sent back, or with
+    // resumeByPath the same path and block list) continues the session it
+    // had: only the parts still missing are listed.
+    const same = (s: Session) =>
+      !s.expired && s.path === path && s.size === size && s.rtype === rtype &&
+      JSON.stringify(s.blockList) === JSON.stringify(blockList);
+    const asked = this.sessions.get(form.get("uploadid") ?? "");
+    let uploadId = asked && same(asked) ? form.get("uploadid")! : undefined;
+    if (!uploadId && this.resumeByPath) {
+      uploadId = [...this.sessions].find(([, s]) => same(s))?.[0];
+    }
+    if (!uploadId) {
+      uploadId = `N1-${crypto.randomUUID()}`;
+      this.uploadIds.push(uploadId);
+      this.sessions.set(uploadId, {
+        path,
+        size,
+        blockList,
+        rtype,
+        parts: new Map(),
+        expired: false,
+      });
+    }
+    const held = this.sessions.get(uploadId)!.parts;
     return json({
       errno: 0,
       path,
       uploadid: uploadId,
       return_type: 1,
-      block_list: blockList.map((_, i) => i),
+      block_list: fault?.needed ??
+        blockList.map((_, i) => i).filter((i) => !held.has(i)),
       request_id: this.#rid(),
     });
   }

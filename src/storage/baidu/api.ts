@@ -41,7 +41,7 @@ export interface RemoteEntry {
 export interface PrecreateAnswer {
   returnType: number;
   uploadId: string;
-  /** Part indexes the server still needs. */
+  /** Part indexes the server still needs (empty: it did not say). */
   needed: number[];
 }
 

@@ -129,7 +129,22 @@ export async function uploadFile(
           uploadId: pre.uploadId,
           done: {},
         };
+        // Parts the server says it holds already are not sent. Only the
+        // first session is taken at its word: if create then finds a part
+        // missing, the next session sends every part.
+        const held = restarts === 0 ? heldParts(pre.needed, d) : [];
+        let heldBytes = 0;
+        for (const i of held) {
+          state.done[i] = d.blockList[i];
+          heldBytes += partLength(d, i);
+        }
         o.resume?.save(state);
+        if (held.length > 0) {
+          o.log.info(
+            `Baidu Netdisk already holds ${held.length} of ${d.blockList.length} parts of "${o.remotePath}"; sending the others`,
+          );
+          o.onProgress?.(heldBytes);
+        }
       } else {
         o.log.info(
           `Resuming the upload of "${o.remotePath}": ${
@@ -282,6 +297,17 @@ function commonForm(o: UploadOptions, pre: boolean): Record<string, string> {
     form["slice-md5"] = d.sliceMd5;
   }
   return form;
+}
+
+/**
+ * The parts precreate's `block_list` (the indexes still needed) leaves
+ * out. An empty or odd list (an index out of range) means every part.
+ */
+function heldParts(needed: number[], d: FileDigest): number[] {
+  const n = d.blockList.length;
+  if (needed.length === 0 || needed.some((i) => i < 0 || i >= n)) return [];
+  const want = new Set(needed);
+  return d.blockList.map((_, i) => i).filter((i) => !want.has(i));
 }
 
 function partLength(d: FileDigest, index: number): number {
