@@ -60,6 +60,21 @@ Deno.test("open() resumes a broken download with Range and delivers every byte",
   assert.ok(f.log.lines.some((l) => /broke at byte \d+; resuming/.test(l)));
 });
 
+Deno.test("open() resumes from a server that ignores Range by dropping the bytes it already has", async () => {
+  await using f = await startBaidu({ retries: 2 });
+  const bytes = patternBytes(600_000, 29);
+  f.fake.put(PATH, bytes);
+  f.fake.fail("cdn", { dropAfter: 200_000 });
+  f.fake.fail("cdn", { ignoreRange: true }, 5);
+  let progress = 0;
+  const got = await readAll(
+    await f.storage.open(PATH, { onProgress: (n) => (progress += n) }),
+  );
+  assert.equal(sha(got), sha(bytes));
+  assert.equal(progress, bytes.length, "no byte counted twice");
+  assert.equal(f.fake.calls.get("cdn"), 2);
+});
+
 Deno.test("open() errors instead of ending short when the connection keeps breaking", async () => {
   await using f = await startBaidu({ retries: 2 });
   const bytes = patternBytes(300_000, 23);

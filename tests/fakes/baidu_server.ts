@@ -138,6 +138,8 @@ export interface Fault {
   stall?: boolean;
   /** cdn: send this many bytes of the file, then nothing more. */
   stallAfter?: number;
+  /** cdn: answer a `Range` request with 200 and the whole file. */
+  ignoreRange?: boolean;
   /** Do what was asked, then cut the connection: the answer is lost. */
   lost?: boolean;
   /** HTTP 200 with a body that is not JSON, and nothing done. */
@@ -696,6 +698,7 @@ export class FakeBaidu {
         fault.needed !== undefined ||
         fault.cutAfter !== undefined || fault.stall ||
         fault.stallAfter !== undefined || fault.noInfo !== undefined ||
+        fault.ignoreRange ||
         fault.lost);
     if (fault && !special) {
       if (fault.oauthError) {
@@ -1483,7 +1486,9 @@ export class FakeBaidu {
     if (!f || !f.bytes) return new Response("not found", { status: 404 });
     let start = 0;
     if (req.headers.get("range")) this.ranges.push(req.headers.get("range")!);
-    const range = /^bytes=(\d+)-$/.exec(req.headers.get("range") ?? "");
+    const range = fault?.ignoreRange
+      ? null
+      : /^bytes=(\d+)-$/.exec(req.headers.get("range") ?? "");
     if (range) start = Number(range[1]);
     let body = f.bytes.subarray(start);
     if (fault?.corrupt && body.length > 0) {

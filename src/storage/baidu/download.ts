@@ -2,7 +2,9 @@
  * Downloading a copy back: the dlink from filemetas, requested with the
  * client identity Baidu requires (`User-Agent: pan.baidu.com`), its 302 to
  * the CDN followed by hand with the same identity, and a broken connection
- * resumed with `Range` from the last byte delivered. The stream delivers
+ * resumed with `Range` from the last byte delivered (from a server that
+ * ignores Range and sends the file whole, the bytes already delivered are
+ * read again and dropped). The stream delivers
  * exactly `size` bytes or errors; it never ends short.
  *
  * An expired or damaged dlink is replaced by a fresh one; a refused token is
@@ -47,6 +49,8 @@ export function downloadStream(
   let dlink: string | undefined;
   let refreshed = false;
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  /** Bytes to drop from the start of a body the server sent whole. */
+  let skip = 0;
   // Aborts the hop in flight: the caller's signal, the answer's deadline,
   // or a body that went quiet.
   let hop: AbortController | undefined;
@@ -110,7 +114,15 @@ export function downloadStream(
     http.log.debug(
       `baidu GET download ${res.status} from byte ${received}`,
     );
-    if (res.status === 200 && received === 0) {
+    if (res.status === 200) {
+      // Whole file: the first try, or a server that ignored Range; then the
+      // bytes already delivered are read again and dropped.
+      if (received > 0) {
+        http.log.debug(
+          `baidu download: the server ignored Range; skipping ${received} bytes`,
+        );
+      }
+      skip = received;
       reader = res.body!.getReader();
       return;
     }
@@ -188,8 +200,15 @@ export function downloadStream(
         }
         try {
           if (!reader) await connect();
-          const { done, value } = await read(reader!);
-          if (done) {
+          const next = await read(reader!);
+          let value = next.value;
+          if (!next.done && skip > 0) {
+            const n = Math.min(skip, value!.length);
+            skip -= n;
+            value = value!.subarray(n);
+            if (value.length === 0) continue;
+          }
+          if (next.done) {
             reader = undefined;
             if (received === target.size) {
               finish();
@@ -201,6 +220,7 @@ export function downloadStream(
               new Error(`the connection ended at byte ${received}`),
             );
           }
+          value = value!;
           if (received + value.length > target.size) {
             throw fail(
               `Baidu sent more bytes than the copy has (${target.size})`,
