@@ -79,6 +79,9 @@ export class TokenManager implements TokenSource {
     return saved;
   }
 
+  // TODO: when a refresh ahead of time fails for a network reason while the
+  // token still works, keep using it and wait a while before the next try,
+  // instead of failing the call; worth it if OAuth outages show up in runs.
   async token(): Promise<string> {
     const c = await this.#load();
     const now = this.#clock.now().getTime();

@@ -357,6 +357,9 @@ async function sendParts(
  * them. A host that fails a part (broken connection, timeout, server
  * error) is left for the next one, for every part at once; after the last
  * comes the first again.
+ *
+ * TODO: ask locateupload again once every host has failed a part, instead
+ * of going round the same list, if long uploads show Baidu moving them.
  */
 class UploadHosts {
   #hosts: string[];
