@@ -11,8 +11,11 @@
  * `ResumeSlot` after every part, so a killed run continues where it
  * stopped. A session the server calls expired is started again with
  * a new precreate. The caller makes the file's folder first; when precreate
- * or create still says it is missing, it is made again once. What this returns is not yet verified; the caller checks
- * `create`'s answer and looks the file up.
+ * or create still says it is missing, it is made again once. Parts go to
+ * the hosts locateupload names, moving on from one that fails. A create
+ * whose answer was lost is looked for before anything is sent again. What
+ * this returns is not yet verified; the caller checks `create`'s answer and
+ * looks the file up.
  */
 
 import type { ResumeSlot } from "../storage.ts";
@@ -36,7 +39,10 @@ export interface UploadState {
   chunkSize: number;
   blockList: string[];
   uploadId: string;
-  /** Part index -> MD5 the server confirmed. */
+  /**
+   * Part index -> MD5 the server confirmed (for a part precreate said it
+   * held, the block list's).
+   */
   done: Record<string, string>;
   /** Set once `create` answered, so a crash before verifying is not re-sent. */
   created?: {
