@@ -7,15 +7,20 @@
 
 import assert from "node:assert/strict";
 import { AuthRequiredError, StorageError } from "../src/errors.ts";
-import { ManualClock } from "../src/clock.ts";
 import { memoryLogger } from "../src/log.ts";
 import { readCredentials } from "../src/storage/baidu/credentials.ts";
 import { baiduCommand } from "../src/cli/baidu.ts";
 import type { Deps } from "../src/cli/command.ts";
-import { patternBytes, startBaidu, UNIT } from "./fakes/baidu_fixture.ts";
+import {
+  patternBytes,
+  startBaidu,
+  UNIT,
+  within,
+} from "./fakes/baidu_fixture.ts";
 import { join } from "node:path";
 
 const POSIX = Deno.build.os !== "windows";
+const FOLDER = "/apps/image-agent/hd";
 
 async function put(f: Awaited<ReturnType<typeof startBaidu>>, size: number) {
   const path = join(f.dir, `${crypto.randomUUID()}.jpg`);
@@ -85,6 +90,30 @@ Deno.test("TokenManager refreshes a day before the token expires, without an err
   assert.ok(!f.fake.log.some((l) => l.includes("dead-")));
 });
 
+Deno.test("TokenManager keeps a one-hour token until half its life is gone, then refreshes it once", async () => {
+  await using f = await startBaidu({ tokenLifetimeSec: 3600, concurrency: 4 });
+  await put(f, 6 * UNIT);
+  for (let i = 0; i < 5; i++) await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), undefined, "no refresh at first");
+
+  f.clock.advance(31 * 60_000); // 29 minutes left: under half its life
+  await put(f, 6 * UNIT);
+  await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), 1, "one refresh, then a new hour");
+  const saved = await readCredentials(f.credFile);
+  assert.equal(saved?.accessToken, f.fake.accessToken);
+});
+
+Deno.test("TokenManager never refreshes a token under a minute old before Baidu refuses it", async () => {
+  await using f = await startBaidu({ tokenLifetimeSec: 90 });
+  f.clock.advance(50_000); // 40 s left, under half of 90 s, but 50 s old
+  await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), undefined);
+  f.clock.advance(11_000);
+  await f.storage.stat(`${FOLDER}/none/x.jpg`);
+  assert.equal(f.fake.calls.get("token"), 1);
+});
+
 Deno.test("TokenManager refreshes once for many parts in flight", async () => {
   await using f = await startBaidu({ concurrency: 4 });
   const path = join(f.dir, "big.jpg");
@@ -116,6 +145,34 @@ Deno.test("TokenManager stops with a login hint when the refresh is refused", as
     for (const s of f.secrets()) assert.ok(!err.message.includes(s));
     return true;
   });
+});
+
+Deno.test("TokenManager gives up on a refresh the OAuth host never answers; a later call refreshes", async () => {
+  await using f = await startBaidu({ oauthTimeoutMs: 200 });
+  f.fake.expireAccessToken();
+  f.fake.fail("token", { stall: true });
+  await assert.rejects(within(10_000, put(f, 2 * UNIT)), (err) => {
+    assert.ok(err instanceof StorageError, String(err));
+    assert.equal(err.failure, "retry");
+    assert.match(err.message, /Cannot reach Baidu Netdisk for the login/);
+    for (const s of f.secrets()) assert.ok(!err.message.includes(s));
+    return true;
+  });
+  await put(f, 2 * UNIT);
+  assert.equal(f.fake.calls.get("token"), 2);
+});
+
+Deno.test("TokenManager takes a server error from the OAuth host as a retry, not a lost login", async () => {
+  await using f = await startBaidu();
+  f.fake.expireAccessToken();
+  f.fake.fail("token", { status: 502 });
+  await assert.rejects(put(f, 2 * UNIT), (err) => {
+    assert.ok(!(err instanceof AuthRequiredError), String(err));
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "retry");
+    return true;
+  });
+  await put(f, 2 * UNIT);
 });
 
 Deno.test("BaiduStorage retries xpan errno 111 (task running) without refreshing", async () => {
@@ -167,7 +224,7 @@ async function deviceDeps(f: Awaited<ReturnType<typeof startBaidu>>) {
   );
   const out: string[] = [];
   const log = memoryLogger();
-  const clock = new ManualClock("2026-03-01T00:00:00Z");
+  const clock = f.clock; // the fake keeps the device code's time by it
   const deps: Deps = {
     clock,
     log,
@@ -217,6 +274,41 @@ Deno.test("baidu login --device shows the code, waits while pending, slows down 
   }
 });
 
+Deno.test('baidu login --device waits out a poll with no answer and Baidu\'s "Trigger security policy"', async () => {
+  await using f = await startBaidu({ loggedIn: false });
+  f.fake.deviceQueue = ["authorization_pending"]; // its answer is lost
+  f.fake.fail("token", { lost: true });
+  f.fake.fail("token", { oauthError: "Trigger security policy" });
+  const { deps, out, clock, config } = await deviceDeps(f);
+  const start = clock.now().getTime();
+  const code = await baiduCommand.run(deps, [
+    "login",
+    "--device",
+    "--config",
+    config,
+  ]);
+  assert.equal(code, 0);
+  assert.equal(clock.now().getTime() - start, (5 + 10 + 15) * 1000);
+  assert.match(out.join(""), /Logged in to Baidu Netdisk/);
+});
+
+Deno.test("baidu login warns when Baidu's token answer names no scope", async () => {
+  await using f = await startBaidu({ loggedIn: false });
+  f.fake.tokenScope = null;
+  const { deps, log, config } = await deviceDeps(f);
+  const code = await baiduCommand.run(deps, [
+    "login",
+    "--device",
+    "--config",
+    config,
+  ]);
+  assert.equal(code, 0);
+  assert.ok(
+    log.lines.some((l) => /does not say what access it grants/.test(l)),
+    log.lines.join("\n"),
+  );
+});
+
 Deno.test("baidu login --device gives up cleanly when the code expires", async () => {
   await using f = await startBaidu({ loggedIn: false });
   f.fake.deviceQueue = Array(400).fill("authorization_pending");
@@ -225,7 +317,7 @@ Deno.test("baidu login --device gives up cleanly when the code expires", async (
     baiduCommand.run(deps, ["login", "--device", "--config", config]),
     (err) => {
       assert.ok(err instanceof AuthRequiredError);
-      assert.match(err.message, /expired before it was approved/);
+      assert.match(err.message, /expired/);
       return true;
     },
   );

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { AuthRequiredError, StorageError } from "../src/errors.ts";
 import type { UploadSource } from "../src/storage/storage.ts";
 import { proxied } from "../src/storage/baidu/part_body.ts";
+import { classify } from "../src/storage/baidu/errors.ts";
 import {
   memorySlot,
   patternBytes,
@@ -58,7 +59,104 @@ Deno.test("put() sends every part with several in flight and the fake holds the 
   assert.equal(f.fake.calls.get("create"), 1);
   assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
   assert.match(put.verifiedBy, /create/);
+  assert.deepEqual(
+    [...f.fake.uploadsByHost],
+    [[f.fake.uploadUrls[0], 11]],
+    "every part goes to the host locateupload names",
+  );
+  assert.deepEqual(f.fake.refused, []);
   assertNoSecrets(f.log.lines, f.secrets());
+});
+
+Deno.test("put() makes the backup folder and the order folder, which Baidu does not make by itself", async () => {
+  await using f = await startBaidu();
+  assert.deepEqual([...f.fake.dirs.keys()], ["/apps", "/apps/image-agent"]);
+  const src = await source(f.dir, 2 * UNIT, "a.jpg", "SO-1");
+  const a = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(a.remotePath)?.bytes, src.bytes));
+  assert.ok(f.fake.dirs.has(FOLDER));
+  assert.ok(f.fake.dirs.has(`${FOLDER}/SO-1`));
+  const made = f.fake.calls.get("mkdir")!;
+  await f.storage.put(await source(f.dir, 100, "b.jpg", "SO-2"));
+  assert.ok(f.fake.dirs.has(`${FOLDER}/SO-2`));
+  assert.equal(
+    f.fake.calls.get("mkdir"),
+    made + 1,
+    "the backup folder is made once per run, then one call per order",
+  );
+  const listed = await f.storage.api.list(FOLDER);
+  assert.deepEqual(
+    listed.map((e) => [e.name, e.isDir]),
+    [["SO-1", true], ["SO-2", true]],
+  );
+  assert.deepEqual(f.fake.refused, []);
+});
+
+Deno.test("put() makes the app's own folder too when Baidu has not made it yet", async () => {
+  await using f = await startBaidu({
+    appFolder: false,
+    parentMissingErrno: 31063,
+  });
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  for (const dir of ["/apps/image-agent", FOLDER, `${FOLDER}/SO-1`]) {
+    assert.ok(f.fake.dirs.has(dir), dir);
+  }
+});
+
+Deno.test("put() takes an existing folder (errno -8) as it is", async () => {
+  await using f = await startBaidu();
+  f.fake.mkdir(`${FOLDER}/SO-1`);
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("mkdir"), 1);
+});
+
+Deno.test("put() makes the folder again when it vanished during the run", async () => {
+  await using f = await startBaidu();
+  await f.storage.put(await source(f.dir, 100, "a.jpg", "SO-1"));
+  f.fake.rmdir(FOLDER); // someone cleans up on the web page meanwhile
+  const src = await source(f.dir, 2 * UNIT, "b.jpg", "SO-1");
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.ok(
+    f.log.lines.some((l) =>
+      /folder of .* is missing .*making it again/.test(l)
+    ),
+  );
+});
+
+Deno.test("put() fails, and says why, when a file is in the way of the order folder", async () => {
+  await using f = await startBaidu();
+  f.fake.put(`${FOLDER}/SO-1`, new Uint8Array(5));
+  const src = await source(f.dir, 2 * UNIT);
+  await assert.rejects(f.storage.put(src), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.equal(err.failure, "retry");
+    assert.match(
+      err.message,
+      /"\/apps\/image-agent\/hd\/SO-1".*a file of that name is in the way/,
+    );
+    return true;
+  });
+  assert.equal(f.fake.files.size, 1, "nothing but the file in the way");
+});
+
+Deno.test("put() encodes a space as %20 and a plus as %2B in every query, so the path matches its body", async () => {
+  await using f = await startBaidu({ concurrency: 2 });
+  const src = await source(f.dir, 3 * UNIT, "cat + dog 1.jpg", "SO 7");
+  const put = await f.storage.put(src);
+  assert.equal(put.remotePath, `${FOLDER}/SO 7/cat + dog 1.jpg`);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  const queries = f.fake.log.filter((l) => /superfile2|locateupload/.test(l));
+  assert.ok(queries.length >= 4);
+  for (const l of queries) {
+    assert.ok(!l.includes("+"), `a bare + in ${l}`);
+    assert.match(l, /cat%20%2B%20dog%201\.jpg/);
+  }
+  assert.equal(f.fake.calls.get("precreate"), 1, "no session restarted");
 });
 
 Deno.test("put() backs off on rate limits and server errors, then succeeds", async () => {
@@ -116,6 +214,32 @@ Deno.test("put() fails with 'retry' once server errors outlast the retries, and 
   assert.equal(f.fake.files.size, 0);
 });
 
+Deno.test("put() moves to the next upload host when the first one is down", async () => {
+  for (const how of ["cut", 503] as const) {
+    await using f = await startBaidu({ concurrency: 2 });
+    f.fake.breakUploadHost(0, how);
+    const src = await source(f.dir, 6 * UNIT);
+    const put = await f.storage.put(src);
+    assert.ok(
+      storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes),
+      String(how),
+    );
+    assert.equal(f.fake.uploadsByHost.get(f.fake.uploadUrls[1]), 6, `${how}`);
+    assert.equal(f.fake.uploadsByHost.get(f.fake.uploadUrls[0]), undefined);
+    assert.equal(f.fake.calls.get("precreate"), 1, "no new session");
+  }
+});
+
+Deno.test("put() falls back to the configured upload host when the named ones are down", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.breakUploadHost(0);
+  f.fake.breakUploadHost(1, 503);
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.uploadsByHost.get(f.fake.pcsUrl), 2);
+});
+
 Deno.test("put() resends a part whose connection dropped mid-body", async () => {
   await using f = await startBaidu({ concurrency: 2 });
   f.fake.fail("upload", { dropAfter: 1000 }, 2);
@@ -128,6 +252,17 @@ Deno.test("put() resends a part whose connection dropped mid-body", async () => 
     ),
   );
   assert.equal(f.fake.calls.get("upload"), 7);
+});
+
+Deno.test("put() sends a part again when its 200 answer cannot be read", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("upload", { garbage: true });
+  f.fake.fail("create", { garbage: true });
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("upload"), 3);
+  assert.equal(f.fake.calls.get("create"), 2);
 });
 
 Deno.test("put() resends a part the server received damaged (MD5 differs)", async () => {
@@ -156,9 +291,12 @@ Deno.test("put() fails with 'retry' when the image changes while its parts are s
       /changed while it was being uploaded/.test(err.message),
   );
   await saving;
-  assert.equal(
-    f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`),
-    undefined,
+  // On a loaded machine the old version may go up whole before the new one
+  // is saved (the final look at the file still fails the put); a copy
+  // mixing parts of both versions must never be there.
+  const stored = f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`);
+  assert.ok(
+    stored === undefined || storedEquals(stored.bytes, src.bytes),
     "no file is created from parts of two versions",
   );
 });
@@ -180,6 +318,86 @@ Deno.test("put() starts a new session when the server says the upload id expired
       src.bytes,
     ),
   );
+});
+
+Deno.test('put() starts a new session on 31299 "Expried Time Not Match" alone', async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  const src = await source(f.dir, 4 * UNIT);
+  let expired = false;
+  await f.storage.put(src, {
+    onProgress: () => {
+      if (!expired) {
+        expired = true;
+        f.fake.expireSessions();
+      }
+    },
+  });
+  assert.equal(f.fake.calls.get("precreate"), 2);
+  assert.ok(f.log.lines.some((l) => /expired \(error 31299\)/.test(l)));
+  assert.ok(
+    storedEquals(
+      f.fake.files.get(`${FOLDER}/SO-1/portrait.jpg`)?.bytes,
+      src.bytes,
+    ),
+  );
+});
+
+Deno.test("classify() reads 31299 by its message: a session gone, or a chunk too small", () => {
+  for (
+    const [message, kind] of [
+      ["Expried Time Not Match", "session"],
+      ["Expried Time Not Match, uploadid has expire", "session"],
+      ["first chunk smaller than 4MB", "fatal"],
+      ["chunk size not allowed", "fatal"],
+    ]
+  ) {
+    assert.equal(classify({ code: 31299, message }, { pcs: true }), kind);
+  }
+});
+
+Deno.test("put() scrubs addresses and tokens out of the server's own error message", async () => {
+  await using f = await startBaidu();
+  const token = f.fake.accessToken;
+  f.fake.fail("precreate", {
+    errno: 31023,
+    msg:
+      `bad request https://d.pcs.baidu.com/file/1?sign=SIGNED-SECRET&access_token=${token} refused`,
+  });
+  await assert.rejects(f.storage.put(await source(f.dir, 100)), (err) => {
+    assert.ok(err instanceof StorageError);
+    assert.match(
+      err.message,
+      /error 31023 bad request https:\/\/d\.pcs\.baidu\.com\/file\/1 refused/,
+    );
+    assertNoSecrets([err.message], [...f.secrets(), token]);
+    return true;
+  });
+});
+
+Deno.test("classify() retries 42905 and stops on the request and traffic caps (31219, 31220)", () => {
+  assert.equal(classify({ code: 42905, message: "" }), "transient");
+  assert.equal(classify({ code: 31219, message: "" }, { pcs: true }), "limit");
+  assert.equal(classify({ code: 31220, message: "" }, { pcs: true }), "limit");
+  assert.equal(classify({ code: 31034, message: "" }, { pcs: true }), "rate");
+});
+
+Deno.test("put() stops the run at once on Baidu's request or traffic cap", async () => {
+  for (const errorCode of [31219, 31220]) {
+    await using f = await startBaidu({ concurrency: 1 });
+    f.fake.fail("upload", { errorCode, status: 403, msg: "limit reached" }, 20);
+    const before = f.clock.now().getTime();
+    await assert.rejects(
+      f.storage.put(await source(f.dir, 2 * UNIT)),
+      (err) => {
+        assert.ok(err instanceof StorageError);
+        assert.equal(err.failure, "stop", `${errorCode}`);
+        assert.match(err.hint ?? "", /next run carries on/);
+        return true;
+      },
+    );
+    assert.equal(f.clock.now().getTime(), before, "no wait for a daily cap");
+    assert.equal(f.fake.files.size, 0);
+  }
 });
 
 Deno.test("put() starts again when create says a part is missing (31363)", async () => {
@@ -230,6 +448,41 @@ Deno.test("put() continues a killed upload from the parts already sent", async (
       src.bytes,
     ),
   );
+});
+
+Deno.test("put() sends only the parts precreate says are still needed", async () => {
+  await using f = await startBaidu({ concurrency: 1, resumeByPath: true });
+  const src = await source(f.dir, 8 * UNIT);
+  const kill = new AbortController();
+  let sent = 0;
+  await assert.rejects(
+    f.storage.put(src, {
+      signal: kill.signal,
+      onProgress: (n) => {
+        sent += n;
+        if (sent >= 3 * UNIT) kill.abort(new Error("killed"));
+      },
+    }),
+  );
+  // No resume state was kept: the server's list is all there is to go by.
+  const before = f.fake.calls.get("upload")!;
+  let progress = 0;
+  const put = await f.storage.put(src, { onProgress: (n) => (progress += n) });
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("upload")! - before, 5, "only 5 parts sent");
+  assert.equal(f.fake.uploadIds.length, 1, "the server's session went on");
+  assert.equal(progress, src.size, "held parts count as progress");
+  assert.ok(f.log.lines.some((l) => /already holds 3 of 8 parts/.test(l)));
+});
+
+Deno.test("put() sends every part in a new session when the server's list of needed parts was wrong", async () => {
+  await using f = await startBaidu({ concurrency: 1 });
+  f.fake.fail("precreate", { needed: [0] }); // claims to hold parts 1 and 2
+  const src = await source(f.dir, 3 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 2);
+  assert.equal(f.fake.calls.get("upload"), 1 + 3);
 });
 
 Deno.test("put() recovers when the saved session expired between runs", async () => {
@@ -295,6 +548,34 @@ Deno.test("put() skips an order whose name the server refuses (errno -7, 31062, 
   }
 });
 
+Deno.test("put() finds the file when create's answer was lost, instead of uploading it again", async () => {
+  await using f = await startBaidu({ concurrency: 2 });
+  f.fake.fail("create", { lost: true });
+  const src = await source(f.dir, 4 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 1, "no new session");
+  assert.equal(f.fake.calls.get("upload"), 4, "no part sent twice");
+  assert.equal(f.fake.calls.get("create"), 2);
+  assert.equal(f.fake.calls.get("cdn"), 1, "read back once");
+  assert.match(put.verifiedBy, /answer lost/);
+  assert.ok(
+    f.log.lines.some((l) => /answer to the commit .* was lost/.test(l)),
+  );
+});
+
+Deno.test("put() starts again when create's answer was lost and nothing was committed", async () => {
+  await using f = await startBaidu({ concurrency: 2 });
+  f.fake.put(`${FOLDER}/SO-1/portrait.jpg`, patternBytes(4 * UNIT, 99));
+  f.fake.fail("create", { lost: true, ghost: true });
+  const src = await source(f.dir, 4 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 2, "an older copy is not taken");
+  assert.equal(f.fake.calls.get("cdn"), 1, "it was read back and refused");
+  assert.doesNotMatch(put.verifiedBy, /answer lost/);
+});
+
 Deno.test("put() never resolves when create answers but the file does not appear", async () => {
   await using f = await startBaidu();
   f.fake.fail("create", { ghost: true });
@@ -314,6 +595,17 @@ Deno.test("put() never resolves when create answers but the file does not appear
       src.bytes,
     ),
   );
+});
+
+Deno.test("put() looks the file up when create's answer gives no size, instead of uploading it again", async () => {
+  await using f = await startBaidu();
+  f.fake.fail("create", { noSize: true });
+  const src = await source(f.dir, 2 * UNIT);
+  const put = await f.storage.put(src);
+  assert.ok(storedEquals(f.fake.files.get(put.remotePath)?.bytes, src.bytes));
+  assert.equal(f.fake.calls.get("precreate"), 1);
+  assert.equal(f.fake.calls.get("create"), 1);
+  assert.equal(f.fake.calls.get("filemetas"), 1, "found with its size");
 });
 
 Deno.test("put() never resolves when create confirms another size", async () => {

@@ -12,7 +12,7 @@
  *
  * curl: the same files cut beforehand into the same 4 MiB chunks, their MD5s
  * computed beforehand (neither is timed: curl gets that work for free);
- * timed: `precreate`, one curl process sending every chunk to `superfile2`
+ * timed: `create` of the order's folder, `precreate`, one curl process sending every chunk to `superfile2`
  * with `-F file=@chunk` (`--parallel --parallel-max` as many as
  * image-agent's part workers), and `create`; then `filemetas` and one curl
  * process downloading every dlink with `User-Agent: pan.baidu.com`.
@@ -82,13 +82,25 @@ export interface BaiduResult {
 }
 
 interface Curlable {
-  url: string;
+  /** The file API host. */
+  api: string;
+  /** The PCS host parts go to (curl skips locateupload). */
+  upload: string;
   token: string;
 }
 
-function api(c: Curlable, path: string, query: Record<string, string>) {
+function call(
+  base: string,
+  c: Curlable,
+  path: string,
+  query: Record<string, string>,
+) {
   const q = new URLSearchParams({ ...query, access_token: c.token });
-  return `${c.url}${path}?${q}`;
+  return `${base}${path}?${q}`;
+}
+
+function api(c: Curlable, path: string, query: Record<string, string>) {
+  return call(c.api, c, path, query);
 }
 
 /** Chunks of `path` written beside it, with their MD5s (not timed). */
@@ -110,7 +122,10 @@ async function cut(
   return { chunks, md5s };
 }
 
-/** precreate, superfile2 for every chunk, create: three curl processes. */
+/**
+ * The order's folder (create isdir=1, which Baidu needs before a file goes
+ * in), precreate, superfile2 for every chunk, create: four curl processes.
+ */
 async function curlUpload(
   c: Curlable,
   remote: string,
@@ -128,6 +143,22 @@ async function curlUpload(
       rtype: "3",
       ...extra,
     }).toString();
+  const t0 = await timed(
+    [
+      "curl",
+      "-sS",
+      "--fail-with-body",
+      "-o",
+      "/dev/null",
+      "--data-binary",
+      new URLSearchParams({
+        path: remote.slice(0, remote.lastIndexOf("/")),
+        isdir: "1",
+        rtype: "0",
+      }).toString(),
+      api(c, "/rest/2.0/xpan/file", { method: "create" }),
+    ],
+  );
   const t1 = await timed(
     [
       "curl",
@@ -158,7 +189,7 @@ async function curlUpload(
       "/dev/null",
       "-F",
       `file=@${chunk};type=application/octet-stream`,
-      api(c, "/rest/2.0/pcs/superfile2", {
+      call(c.upload, c, "/rest/2.0/pcs/superfile2", {
         method: "upload",
         type: "tmpfile",
         path: remote,
@@ -184,8 +215,8 @@ async function curlUpload(
     throw new Error(`create: ${t3.stdout}`);
   }
   return {
-    seconds: t1.seconds + t2.seconds + t3.seconds,
-    peakRss: Math.max(t1.peakRss, t2.peakRss, t3.peakRss),
+    seconds: t0.seconds + t1.seconds + t2.seconds + t3.seconds,
+    peakRss: Math.max(t0.peakRss, t1.peakRss, t2.peakRss, t3.peakRss),
     stdout: "",
   };
 }
@@ -280,7 +311,12 @@ async function oneSet(
     const fake = await FakeBaidu.start({});
     try {
       const pair = fake.issueTokens();
-      const c: Curlable = { url: fake.url, token: pair.access_token };
+      fake.mkdir(CURL_FOLDER); // image-agent makes its backup folder once too
+      const c: Curlable = {
+        api: fake.endpoints.api,
+        upload: fake.endpoints.upload,
+        token: pair.access_token,
+      };
       // image-agent
       const work = join(base, "work");
       await removeTree(work);
@@ -428,7 +464,7 @@ export function renderBaidu(r: BaiduResult | undefined): string {
   out.push(
     `Mode: **${r.mode}**, ${
       r.date.slice(0, 16).replace("T", " ")
-    } UTC, median of ${r.runs} run(s). Both talk to the fake Baidu of the tests (\`tests/fakes/baidu_server.ts\`, ordinary account: 4 MiB parts) on 127.0.0.1, served by the benchmark process. image-agent: \`image-agent run\` (digest, precreate, ${PART_WORKERS} part workers, create, block-list and metadata check, delete, clear) and \`image-agent restore\` of every order (download, SHA-256 check against the ledger, rename, column back). curl: precreate, every part by \`-F file=@part\` in one curl with \`--parallel-max ${PART_WORKERS}\`, create; then filemetas and every dlink in one curl. curl's parts and MD5s are prepared before the clock starts. Throughput is MB/s (decimal) of image data per wall-clock second, process starts included.`,
+    } UTC, median of ${r.runs} run(s). Both talk to the fake Baidu of the tests (\`tests/fakes/baidu_server.ts\`, ordinary account: 4 MiB parts) on 127.0.0.1, served by the benchmark process. image-agent: \`image-agent run\` (digest, the order's folder, precreate, ${PART_WORKERS} part workers, create, block-list and metadata check, delete, clear) and \`image-agent restore\` of every order (download, SHA-256 check against the ledger, rename, column back). curl: the order's folder, precreate, every part by \`-F file=@part\` in one curl with \`--parallel-max ${PART_WORKERS}\`, create; then filemetas and every dlink in one curl. curl's parts and MD5s are prepared before the clock starts. Throughput is MB/s (decimal) of image data per wall-clock second, process starts included.`,
     "",
     "| files | direction | image-agent | curl | image-agent ÷ curl | target ≥ 0.80 | image-agent peak RSS | target < 150 MiB | curl peak RSS |",
     "|---|---|---:|---:|---:|---|---:|---|---:|",

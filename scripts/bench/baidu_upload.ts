@@ -32,7 +32,8 @@ const { values } = parseArgs({
     "vip-type": { type: "string", default: "0" },
     concurrency: { type: "string", default: "3" },
     child: { type: "boolean" },
-    url: { type: "string" },
+    /** The fake's endpoints block, as JSON. */
+    endpoints: { type: "string" },
     file: { type: "string" },
     state: { type: "string" },
   },
@@ -50,9 +51,10 @@ function peakRssMiB(): number | null {
 
 async function child(): Promise<void> {
   const log = createLogger({ level: "warn" });
+  const endpoints = JSON.parse(values.endpoints!);
   const tokens = new TokenManager(credentialsPath(values.state!), {
     fetch,
-    oauthBase: values.url!,
+    oauthBase: endpoints.oauth,
     appKey: "fake-app-key",
     secretKey: "fake-secret-key",
     log,
@@ -63,13 +65,12 @@ async function child(): Promise<void> {
   });
   const storage = new BaiduStorage({
     folder: "/apps/image-agent/bench",
-    endpoints: { oauth: values.url!, api: values.url!, upload: values.url! },
+    endpoints,
     tokens,
     fetch,
     clock: systemClock,
     log,
     concurrency: Number(values.concurrency),
-    // The workers a run with the default backup.concurrency starts.
     io,
   });
   const size = (await Deno.stat(values.file!)).size;
@@ -81,7 +82,8 @@ async function child(): Promise<void> {
     size,
   });
   const seconds = (performance.now() - started) / 1000;
-  await io.close();
+  await storage.close();
+  await io.close(); // the workers would keep the process alive
   console.log(JSON.stringify({
     sizeMiB: size / MIB,
     seconds: Number(seconds.toFixed(2)),
@@ -126,8 +128,8 @@ async function parent(): Promise<void> {
         "-A",
         new URL(import.meta.url).pathname,
         "--child",
-        "--url",
-        fake.url,
+        "--endpoints",
+        JSON.stringify(fake.endpoints),
         "--file",
         file,
         "--state",

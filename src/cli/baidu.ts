@@ -14,7 +14,7 @@ import {
 } from "./command.ts";
 import { renderQr } from "./qr.ts";
 import { readConfig } from "./context.ts";
-import { AuthRequiredError, UsageError } from "../errors.ts";
+import { AuthRequiredError, StorageError, UsageError } from "../errors.ts";
 import { formatBytes } from "../log.ts";
 import type { Config } from "../config.ts";
 import {
@@ -193,10 +193,21 @@ async function deviceLogin(
         "The login code expired before it was approved; run 'image-agent baidu login --device' again",
       );
     }
-    const r = await pollDeviceToken(ctx, dc.deviceCode);
+    let r: Awaited<ReturnType<typeof pollDeviceToken>>;
+    try {
+      r = await pollDeviceToken(ctx, dc.deviceCode);
+    } catch (err) {
+      // A poll that got no answer (a network blip, a server error) changes
+      // nothing: the code is still good; wait longer and ask again.
+      if (!(err instanceof StorageError) || err.failure !== "retry") throw err;
+      interval += 5;
+      deps.log.debug(`baidu device poll failed; next one in ${interval}s`);
+      continue;
+    }
     if (!("error" in r)) return r;
     if (r.error === "authorization_pending") continue;
-    if (r.error === "slow_down") {
+    if (r.error === "slow_down" || r.error === "Trigger security policy") {
+      // "Trigger security policy": Baidu's own "try again later" (1.6).
       interval += 5;
       deps.log.debug(`baidu asked to poll more slowly: every ${interval}s`);
       continue;

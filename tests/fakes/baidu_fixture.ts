@@ -35,6 +35,8 @@ export interface FixtureOptions extends FakeBaiduOptions {
   loggedIn?: boolean;
   retries?: number;
   timeoutMs?: number;
+  readIdleMs?: number;
+  oauthTimeoutMs?: number;
   folder?: string;
   /** Use the member-level chunk sizes instead of 64 KiB parts. */
   realChunks?: boolean;
@@ -43,9 +45,13 @@ export interface FixtureOptions extends FakeBaiduOptions {
 export async function startBaidu(
   options: FixtureOptions = {},
 ): Promise<BaiduFixture> {
-  const fake = await FakeBaidu.start({ chunkUnit: UNIT, ...options });
-  const dir = await Deno.makeTempDir({ prefix: "image-agent-baidu-" });
   const clock = new ManualClock("2026-03-01T00:00:00Z");
+  const fake = await FakeBaidu.start({
+    chunkUnit: UNIT,
+    now: () => clock.now().getTime(),
+    ...options,
+  });
+  const dir = await Deno.makeTempDir({ prefix: "image-agent-baidu-" });
   const log = memoryLogger();
   const credFile = credentialsPath(join(dir, "state"));
   if (options.loggedIn !== false) {
@@ -53,7 +59,7 @@ export async function startBaidu(
     await writeCredentials(credFile, {
       accessToken: pair.access_token,
       refreshToken: pair.refresh_token,
-      expiresAt: new Date(clock.now().getTime() + 30 * 86400_000).toISOString(),
+      expiresAt: new Date(fake.accessExpiresAt).toISOString(),
       scope: "basic netdisk",
       appKey: fake.appKey,
       savedAt: clock.now().toISOString(),
@@ -61,10 +67,11 @@ export async function startBaidu(
   }
   const tokens = new TokenManager(credFile, {
     fetch,
-    oauthBase: fake.url,
+    oauthBase: fake.endpoints.oauth,
     appKey: fake.appKey,
     secretKey: fake.secretKey,
     log,
+    timeoutMs: options.oauthTimeoutMs,
   }, clock);
   const storage = new BaiduStorage({
     folder: options.folder ?? "/apps/image-agent/hd",
@@ -77,6 +84,7 @@ export async function startBaidu(
     chunkSizeBytes: options.realChunks ? undefined : UNIT,
     retries: options.retries ?? 4,
     timeoutMs: options.timeoutMs,
+    readIdleMs: options.readIdleMs,
   });
   return {
     fake,
@@ -151,4 +159,20 @@ export async function readAll(
     off += p.length;
   }
   return out;
+}
+
+/** Fails instead of hanging when `work` takes longer than `ms`. */
+export async function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`still waiting after ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

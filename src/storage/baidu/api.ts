@@ -6,6 +6,7 @@
  * encoded once, by the form or query encoder.
  */
 
+import { BaiduApiError, type BaiduErrorKind } from "./errors.ts";
 import type { Answer, BaiduHttp } from "./http.ts";
 import type { FileBody } from "./part_body.ts";
 
@@ -33,20 +34,25 @@ export interface RemoteEntry {
   name: string;
   size: number;
   isDir: boolean;
+  /** The `local_mtime` given at upload (Unix seconds), when listed. */
+  localMtime?: number;
 }
 
 export interface PrecreateAnswer {
   returnType: number;
   uploadId: string;
-  /** Part indexes the server still needs. */
+  /** Part indexes the server still needs (empty: it did not say). */
   needed: number[];
 }
 
 export interface CreateAnswer {
   fsId: string;
   path: string;
-  size: number;
+  /** Undefined when the answer gave none: the lookup after it decides. */
+  size?: number;
   blockList?: string[];
+  /** Found by a lookup after the answer itself was lost. */
+  recovered?: boolean;
 }
 
 const num = (v: unknown) => (typeof v === "string" ? Number(v) : Number(v));
@@ -106,12 +112,17 @@ export class BaiduApi {
     };
   }
 
-  /** The upload host for a session; the configured one when none is named. */
-  async uploadHost(
+  /**
+   * The upload hosts for a session, best first: the `servers` locateupload
+   * names, then its `bak_servers`, then the configured host (alone when the
+   * lookup fails).
+   */
+  async uploadHosts(
     path: string,
     uploadId: string,
     signal?: AbortSignal,
-  ): Promise<string> {
+  ): Promise<string[]> {
+    const hosts: string[] = [];
     try {
       const a = await this.http.call({
         what: "the upload host lookup",
@@ -133,7 +144,7 @@ export class BaiduApi {
           for (const s of list) {
             const server = (s as Answer)?.server;
             if (typeof server === "string" && /^https?:\/\//.test(server)) {
-              return server.replace(/\/+$/, "");
+              hosts.push(server.replace(/\/+$/, ""));
             }
           }
         }
@@ -145,7 +156,8 @@ export class BaiduApi {
         "baidu locateupload failed; using the configured host",
       );
     }
-    return this.endpoints.upload;
+    hosts.push(this.endpoints.upload);
+    return [...new Set(hosts)];
   }
 
   /** Sends one part; returns the MD5 the server computed. */
@@ -155,6 +167,7 @@ export class BaiduApi {
     body: FileBody,
     boundary: string,
     signal?: AbortSignal,
+    noRetry?: BaiduErrorKind[],
   ): Promise<string> {
     const a = await this.http.call({
       what: `the upload of part ${query.partseq + 1}`,
@@ -171,6 +184,7 @@ export class BaiduApi {
       headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
       pcs: true,
       signal,
+      noRetry,
     });
     return String(a.md5 ?? "");
   }
@@ -178,16 +192,36 @@ export class BaiduApi {
   async create(
     form: Record<string, string>,
     signal?: AbortSignal,
+    noRetry?: BaiduErrorKind[],
   ): Promise<CreateAnswer> {
-    const a = await this.#file("create", "the upload commit", form, signal);
+    const a = await this.#file(
+      "create",
+      "the upload commit",
+      form,
+      signal,
+      {},
+      noRetry,
+    );
     return {
       fsId: String(a.fs_id ?? ""),
       path: String(a.path ?? form.path),
-      size: num(a.size ?? -1),
+      size: a.size === undefined ? undefined : num(a.size),
       blockList: Array.isArray(a.block_list)
         ? a.block_list.map(String)
         : undefined,
     };
+  }
+
+  /**
+   * Makes one folder (create with `isdir=1`, `rtype=0`: an existing name is
+   * refused with errno -8, never renamed). Its parent must exist.
+   */
+  async createFolder(path: string, signal?: AbortSignal): Promise<void> {
+    await this.#file("create", `the creation of the folder "${path}"`, {
+      path,
+      isdir: "1",
+      rtype: "0",
+    }, signal);
   }
 
   /** Every entry of one folder; empty when the folder does not exist. */
@@ -232,7 +266,8 @@ export class BaiduApi {
       query: {
         method: "filemetas",
         fsids: `[${fsIds.filter((id) => /^\d+$/.test(id)).join(",")}]`,
-        dlink: dlink ? "1" : "0",
+        // Asked for only when wanted: the protocol knows dlink=1, not 0.
+        ...(dlink ? { dlink: "1" } : {}),
       },
       signal,
     });
@@ -243,7 +278,11 @@ export class BaiduApi {
     }));
   }
 
-  /** Deletes paths; returns the per-path errno (0 done, -9 already gone). */
+  /**
+   * Deletes paths; returns the errno of each path the answer names (0 done,
+   * -9 already gone). A path the answer does not name is left out: the
+   * caller must find out whether it is gone.
+   */
   async delete(
     paths: string[],
     signal?: AbortSignal,
@@ -262,15 +301,21 @@ export class BaiduApi {
         { opera: "delete" },
       );
     } catch (err) {
-      // errno 12: a batch that failed in part; the items say which.
-      const e = err as { code?: unknown; answer?: Answer };
-      if (e.code !== 12 || !e.answer) throw err;
-      a = e.answer;
+      // An error with items (errno 12: a batch that failed in part; -9:
+      // every path already gone) is answered path by path: the items say
+      // which were deleted.
+      const e = err as { answer?: Answer };
+      if (!(err instanceof BaiduApiError) || !Array.isArray(e.answer?.info)) {
+        throw err;
+      }
+      a = e.answer!;
     }
     const items = Array.isArray(a.info) ? a.info as Answer[] : [];
-    for (const p of paths) result.set(p, 0);
     for (const i of items) {
-      if (typeof i.path === "string") result.set(i.path, num(i.errno ?? 0));
+      const errno = num(i.errno);
+      if (typeof i.path === "string" && Number.isInteger(errno)) {
+        result.set(i.path, errno);
+      }
     }
     return result;
   }
@@ -281,6 +326,7 @@ export class BaiduApi {
     form: Record<string, string>,
     signal?: AbortSignal,
     extra: Record<string, string> = {},
+    noRetry?: BaiduErrorKind[],
   ): Promise<Answer> {
     return this.http.call({
       what,
@@ -289,6 +335,7 @@ export class BaiduApi {
       query: { method, ...extra },
       form,
       signal,
+      noRetry,
     });
   }
 }
@@ -301,5 +348,6 @@ function entry(e: Answer): RemoteEntry {
     name: String(e.server_filename ?? e.filename ?? path.split("/").pop()),
     size: num(e.size ?? 0),
     isDir: num(e.isdir ?? 0) === 1,
+    localMtime: e.local_mtime === undefined ? undefined : num(e.local_mtime),
   };
 }

@@ -18,6 +18,7 @@ export type BaiduErrorKind =
   | "auth" // refresh the token once, then ask for a new login
   | "rate" // throttled: back off for long, then retry
   | "quota" // the drive is full: stop the run
+  | "limit" // the account's request or traffic cap: stop the run
   | "too_large" // the file is over the member limit: skip it
   | "name" // the path or name is refused: skip the order
   | "session" // the upload session is gone: precreate again
@@ -66,13 +67,24 @@ export function parseApiError(
 const AUTH = new Set([-6, 6, 20016, 20017, 31045, 31024, 20011]);
 /** Old PCS token codes; only ever read from PCS hosts (error_code). */
 const PCS_AUTH = new Set([110, 111]);
-const RATE = new Set([31034, 20012, 31219, 31220]);
+const RATE = new Set([31034, 20012]);
+/** Request count and traffic caps (class Q): waiting minutes does not help. */
+const LIMIT = new Set([31219, 31220]);
 const QUOTA = new Set([-10, 31112, 31218]);
 const NAME = new Set([-7, 31062, 20022, 20020, 20023, 31064]);
 const SESSION = new Set([31363, 31355, 31190, 31352]);
 const NOT_FOUND = new Set([-9, -3, 31066, 31063]);
 const EXISTS = new Set([-8, 31061]);
-const TRANSIENT = new Set([111, 31212, 31213, 31233, 31296, 31341, 42212]);
+const TRANSIENT = new Set([
+  111,
+  31212,
+  31213,
+  31233,
+  31296,
+  31341,
+  42212,
+  42905,
+]);
 const DLINK = new Set([31360, 31362]);
 
 /**
@@ -91,10 +103,14 @@ export function classify(
   if (options.pcs && PCS_AUTH.has(code)) return "auth";
   if (AUTH.has(code)) return "auth";
   if (code === 31299) {
-    return /expire/i.test(message) ? "session" : "fatal";
+    // Two meanings: the documented "first chunk smaller than 4MB", a
+    // request built wrong, and the upload session running out, seen as
+    // "Expried Time Not Match" (sic), with or without "... has expire".
+    return /chunk|\b4 ?mb\b/i.test(message) ? "fatal" : "session";
   }
   if (code === 31365) return "too_large";
   if (RATE.has(code)) return "rate";
+  if (LIMIT.has(code)) return "limit";
   if (QUOTA.has(code)) return "quota";
   if (NAME.has(code)) return "name";
   if (SESSION.has(code)) return "session";
@@ -129,7 +145,9 @@ export class BaiduApiError extends Error {
     requestId?: string,
     answer?: Record<string, unknown>,
   ) {
-    const detail = info.message ? ` ${info.message}` : "";
+    // The server's own words may quote an address with its signature or
+    // token: only the scrubbed form goes into the message.
+    const detail = info.message ? ` ${scrubText(info.message)}` : "";
     super(
       `Baidu Netdisk refused ${what}: error ${info.code}${detail}` +
         (requestId ? ` (request id ${requestId})` : ""),
@@ -178,7 +196,8 @@ export function safeUrl(url: string | URL): string {
 
 /**
  * The engine's view of an error: API and network errors become
- * `StorageError`s (token trouble and a full drive stop the run, a refused
+ * `StorageError`s (token trouble, a full drive and the account's request
+ * or traffic cap stop the run, a refused
  * name or size skips the order, the rest fails it for the next run); other
  * `AgentError`s and aborts pass through unchanged.
  */
@@ -188,12 +207,18 @@ export function toStorageError(err: unknown, what: string): unknown {
     return new StorageError(`${err.message} (during ${what})`, "retry");
   }
   if (err instanceof BaiduApiError) {
-    const failure = err.kind === "quota" || err.kind === "auth"
-      ? "stop"
-      : err.kind === "name" || err.kind === "too_large"
-      ? "skip"
-      : "retry";
-    return new StorageError(err.message, failure, { code: err.code });
+    const failure =
+      err.kind === "quota" || err.kind === "auth" || err.kind === "limit"
+        ? "stop"
+        : err.kind === "name" || err.kind === "too_large"
+        ? "skip"
+        : "retry";
+    return new StorageError(err.message, failure, {
+      code: err.code,
+      hint: err.kind === "limit"
+        ? "Baidu caps the requests and traffic of an account; the next run carries on"
+        : undefined,
+    });
   }
   return err;
 }

@@ -125,11 +125,14 @@ export class BaiduHttp {
   }
 
   async #once(spec: CallSpec, token: string): Promise<Answer | Error> {
-    const query = new URLSearchParams(spec.query ?? {});
-    query.set("access_token", token);
+    const query = encodeParams({ ...spec.query, access_token: token });
     const init: RequestInit = { method: spec.method, headers: spec.headers };
     if (spec.form) {
-      init.body = new URLSearchParams(spec.form);
+      init.body = encodeParams(spec.form);
+      init.headers = {
+        ...spec.headers,
+        "content-type": "application/x-www-form-urlencoded",
+      };
     } else if (spec.body) {
       init.body = spec.body;
     }
@@ -178,14 +181,26 @@ export class BaiduHttp {
       spec.signal?.removeEventListener("abort", onAbort);
     }
     const body = parseAnswer(text);
-    if (body.request_id !== undefined) requestId = String(body.request_id);
+    if (body?.request_id !== undefined) requestId = String(body.request_id);
     this.log.debug(
       `baidu ${label} ${status} ${Date.now() - started}ms${
         requestId ? ` request_id=${requestId}` : ""
-      }`,
+      }${body ? "" : " (body not JSON)"}`,
     );
-    const info = parseApiError(body, status);
-    if (!info) return body;
+    if (!body && status < 400) {
+      // "Success" that cannot be read says nothing: a delete may not have
+      // happened, a listing may not be empty. Try again like a broken
+      // connection.
+      return new BaiduApiError(
+        spec.what,
+        { code: status, message: "the answer is not JSON" },
+        "transient",
+        status,
+        requestId,
+      );
+    }
+    const info = parseApiError(body ?? {}, status);
+    if (!info) return body!;
     const kind = classify(info, { pcs: spec.pcs, status });
     const error = new BaiduApiError(
       spec.what,
@@ -193,7 +208,7 @@ export class BaiduHttp {
       kind,
       status,
       requestId,
-      body,
+      body ?? undefined,
     );
     error.retryAfterMs = retryAfterMs(retryAfter);
     return error;
@@ -201,19 +216,36 @@ export class BaiduHttp {
 }
 
 /**
- * Parses a JSON answer, keeping 64-bit ids (`fs_id`) as strings so they
- * never pass through a float. A non-JSON body (an HTML error page) gives {}.
+ * `k=v&k=v` with every value percent-encoded once, a space as `%20`.
+ * `URLSearchParams` writes a space as `+`, which a form decoder reads as a
+ * space but a server decoding the query with plain percent-decoding reads
+ * as a plus: the path in superfile2's query would then differ from the one
+ * precreate got in its body. `%20` means a space to both.
  */
-export function parseAnswer(text: string): Answer {
+export function encodeParams(params: Record<string, string>): string {
+  return Object.entries(params).map(([k, v]) =>
+    `${encodeURIComponent(k)}=${encodeURIComponent(v)}`
+  ).join("&");
+}
+
+/**
+ * Parses a JSON answer, keeping 64-bit integer ids (`fs_id`, `request_id`)
+ * as strings so they never pass through a float; one written as a decimal
+ * or in exponent form (`1.5e18`) is left as a number. Undefined when the
+ * body is not a JSON object (an HTML page, a cut answer).
+ */
+export function parseAnswer(text: string): Answer | undefined {
   const safe = text.replace(
-    /"(fs_id|fsid|request_id)"\s*:\s*(-?\d+)/g,
+    /"(fs_id|fsid|request_id)"\s*:\s*(-?\d+)(?![\d.eE])/g,
     '"$1":"$2"',
   );
   try {
     const v = JSON.parse(safe);
-    return v && typeof v === "object" ? v as Answer : {};
+    return v && typeof v === "object" && !Array.isArray(v)
+      ? v as Answer
+      : undefined;
   } catch {
-    return {};
+    return undefined;
   }
 }
 

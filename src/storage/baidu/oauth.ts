@@ -4,14 +4,18 @@
  *
  * Every answer is checked for the `{error, error_description}` shape; a
  * token answer without `netdisk` in its scope is refused, since file calls
- * would then fail with errno -6. Log lines carry the path and the grant, never
- * the query.
+ * would then fail with errno -6, and one without a scope is taken with a
+ * warning. Only such an answer is a refusal: a call
+ * that gets no answer within `timeoutMs`, a broken connection, a server
+ * error or a body that is not JSON is a `retry` StorageError, never "log in
+ * again". Log lines carry the path and the grant, never the query.
  */
 
 import { AuthRequiredError, StorageError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { Credentials } from "./credentials.ts";
 import { BaiduNetworkError, scrubText } from "./errors.ts";
+import { encodeParams } from "./http.ts";
 
 export interface OAuthContext {
   fetch: typeof fetch;
@@ -20,7 +24,11 @@ export interface OAuthContext {
   appKey: string;
   secretKey: string;
   log: Logger;
+  /** How long one OAuth call may take (default 30 s). */
+  timeoutMs?: number;
 }
+
+export const OAUTH_TIMEOUT_MS = 30_000;
 
 export interface TokenAnswer {
   access_token: string;
@@ -40,7 +48,7 @@ export interface DeviceCode {
 
 /** The address a person opens to get an authorization code. */
 export function authorizeUrl(ctx: OAuthContext): string {
-  const q = new URLSearchParams({
+  const q = encodeParams({
     response_type: "code",
     client_id: ctx.appKey,
     redirect_uri: "oob",
@@ -93,7 +101,7 @@ export async function refreshGrant(
 export async function requestDeviceCode(
   ctx: OAuthContext,
 ): Promise<DeviceCode> {
-  const q = new URLSearchParams({
+  const q = encodeParams({
     response_type: "device_code",
     client_id: ctx.appKey,
     scope: "basic,netdisk",
@@ -155,7 +163,7 @@ async function tokenCall(
   grant: string,
   params: Record<string, string>,
 ): Promise<TokenAnswer | { error: string; description?: string }> {
-  const q = new URLSearchParams({
+  const q = encodeParams({
     grant_type: grant,
     ...params,
     client_id: ctx.appKey,
@@ -177,6 +185,11 @@ async function tokenCall(
   if (typeof b.refresh_token !== "string" || b.refresh_token === "") {
     return { error: "no refresh token in the answer" };
   }
+  if (typeof b.scope !== "string") {
+    ctx.log.warn(
+      "Baidu's login answer does not say what access it grants; if file calls then fail with error -6, log in again and allow access to Netdisk files",
+    );
+  }
   return {
     access_token: b.access_token,
     refresh_token: b.refresh_token,
@@ -188,32 +201,55 @@ async function tokenCall(
 async function send(
   ctx: OAuthContext,
   path: string,
-  query: URLSearchParams,
+  query: string,
   note = "",
 ): Promise<{ status: number; body: unknown }> {
   const started = Date.now();
-  let res: Response;
+  const timeoutMs = ctx.timeoutMs ?? OAUTH_TIMEOUT_MS;
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new Error(`no answer in ${timeoutMs / 1000} s`)),
+    timeoutMs,
+  );
+  let status: number;
+  let text: string;
   try {
-    res = await ctx.fetch(`${trim(ctx.oauthBase)}${path}?${query}`);
+    const res = await ctx.fetch(`${trim(ctx.oauthBase)}${path}?${query}`, {
+      signal: controller.signal,
+    });
+    status = res.status;
+    text = await res.text();
   } catch (err) {
     throw new StorageError(
       new BaiduNetworkError("the login", err).message,
       "retry",
     );
+  } finally {
+    clearTimeout(timer);
   }
-  const text = await res.text().catch(() => "");
   ctx.log.debug(
-    `baidu GET ${path}${note ? ` (${note})` : ""} ${res.status} ${
+    `baidu GET ${path}${note ? ` (${note})` : ""} ${status} ${
       Date.now() - started
     }ms`,
   );
-  let body: unknown = {};
+  let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    // An HTML error page: the status says enough.
+    body = undefined;
   }
-  return { status: res.status, body };
+  if (!body || typeof body !== "object" || status >= 500) {
+    // Not a refusal: an HTML error page or a cut answer says nothing about
+    // the tokens, so the caller tries again later instead of asking for a
+    // new login.
+    throw new StorageError(
+      `Cannot reach Baidu Netdisk for the login: the server answered HTTP ${status}${
+        body && typeof body === "object" ? "" : " with a body that is not JSON"
+      }`,
+      "retry",
+    );
+  }
+  return { status, body };
 }
 
 function trim(base: string): string {

@@ -1,6 +1,7 @@
 /**
- * Hands out the current access token and refreshes it: a day before it
- * expires, and once whenever the API says it is expired or invalid.
+ * Hands out the current access token and refreshes it: before it expires
+ * (a day before for Baidu's 30-day tokens, half way for short-lived ones),
+ * and once whenever the API says it is expired or invalid.
  *
  * Only one refresh runs at a time; callers holding the old token wait for it
  * and then use the new one (Baidu kills the old access token when it issues
@@ -19,8 +20,27 @@ import {
 } from "./credentials.ts";
 import { type OAuthContext, refreshGrant, toCredentials } from "./oauth.ts";
 
-/** Refresh this long before the access token runs out. */
+/** Refresh at most this long before the access token runs out. */
 export const REFRESH_MARGIN_MS = 24 * 60 * 60 * 1000;
+/** A token younger than this is refreshed only once the API refuses it. */
+export const MIN_REFRESH_AGE_MS = 60 * 1000;
+
+/**
+ * Whether to refresh a token the API has not refused yet. The margin is a
+ * day, or half the token's lifetime when that is shorter: a token issued
+ * for an hour refreshed with a day's margin would be refreshed on every
+ * call, and each refresh kills the token the parts in flight hold. A login
+ * saved without `savedAt` (older files) counts as a 30-day one.
+ */
+export function refreshDue(c: Credentials, now: number): boolean {
+  const expires = Date.parse(c.expiresAt);
+  const saved = Date.parse(c.savedAt);
+  if (!Number.isFinite(expires)) return true;
+  const lifetime = Number.isFinite(saved) ? expires - saved : 30 * 86400_000;
+  const margin = Math.min(REFRESH_MARGIN_MS, Math.max(0, lifetime / 2));
+  if (expires - now > margin) return false;
+  return !(Number.isFinite(saved) && now - saved < MIN_REFRESH_AGE_MS);
+}
 
 export interface TokenSource {
   /** A token that is valid now, as far as the client knows. */
@@ -59,10 +79,14 @@ export class TokenManager implements TokenSource {
     return saved;
   }
 
+  // TODO: when a refresh ahead of time fails for a network reason while the
+  // token still works, keep using it and wait a while before the next try,
+  // instead of failing the call; worth it if OAuth outages show up in runs.
   async token(): Promise<string> {
     const c = await this.#load();
-    const left = Date.parse(c.expiresAt) - this.#clock.now().getTime();
-    if (left > REFRESH_MARGIN_MS) return c.accessToken;
+    const now = this.#clock.now().getTime();
+    if (!refreshDue(c, now)) return c.accessToken;
+    const left = Date.parse(c.expiresAt) - now;
     this.#ctx.log.info(
       left > 0
         ? "The Baidu access token expires soon; refreshing it"
