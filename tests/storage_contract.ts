@@ -73,6 +73,43 @@ export function storageContract(
     assert.equal(second.sha256, first.sha256);
   });
 
+  test("put() never replaces another file at the same name, only its own earlier copy", async (t) => {
+    // Two orders whose copies get one name ("X/1" and "X_1" make the same
+    // folder), then a new version of the second one's image.
+    const one = patternBytes(20_000, 11);
+    const two = patternBytes(21_000, 12);
+    const first = await t.storage.put(
+      await source(t.dir, "X/1", "hd.png", one),
+    );
+    const second = await t.storage.put(
+      await source(t.dir, "X_1", "hd.png", two),
+    );
+    assert.notEqual(second.remotePath, first.remotePath);
+    assert.equal(second.reused, false);
+    assert.equal(
+      sha256(await readAll(await t.storage.open(first.remotePath))),
+      sha256(one),
+    );
+    assert.equal(
+      sha256(await readAll(await t.storage.open(second.remotePath))),
+      sha256(two),
+    );
+    const three = patternBytes(22_000, 13);
+    const again = await t.storage.put(
+      await source(t.dir, "X_1", "hd.png", three),
+      { replace: second.remotePath },
+    );
+    assert.equal(
+      sha256(await readAll(await t.storage.open(again.remotePath))),
+      sha256(three),
+    );
+    assert.equal(
+      sha256(await readAll(await t.storage.open(first.remotePath))),
+      sha256(one),
+      "the other order's copy is untouched",
+    );
+  });
+
   test("put() keeps Chinese names and spaces", async (t) => {
     const bytes = patternBytes(10_000, 5);
     const src = await source(t.dir, "订单 42", "猫 咪 画像.jpg", bytes);

@@ -43,6 +43,8 @@ export interface PrecreateAnswer {
   uploadId: string;
   /** Part indexes the server still needs (empty: it did not say). */
   needed: number[];
+  /** Where a rapid upload (`returnType` 2) put the file, when it says. */
+  path?: string;
 }
 
 export interface CreateAnswer {
@@ -105,10 +107,12 @@ export class BaiduApi {
   ): Promise<PrecreateAnswer> {
     const a = await this.#file("precreate", "the upload start", form, signal);
     const list = Array.isArray(a.block_list) ? a.block_list : [];
+    const info = a.info as { path?: unknown } | undefined;
     return {
       returnType: num(a.return_type ?? 1),
       uploadId: String(a.uploadid ?? ""),
       needed: list.map((v) => num(v)).filter((n) => Number.isInteger(n)),
+      path: typeof info?.path === "string" ? info.path : undefined,
     };
   }
 

@@ -240,6 +240,7 @@ export class BaiduStorage implements Storage {
       resume: options.resume,
       signal: options.signal,
       onProgress: options.onProgress,
+      mayReplace: options.replace === remotePath,
       renewFolder: () =>
         this.#folders.renew(parentOf(remotePath).dir, options.signal),
     }).catch((err) => this.#quotaStop(err, digest.size, remotePath));
@@ -263,7 +264,8 @@ export class BaiduStorage implements Storage {
       }
       found = await this.#find(finalPath, c.fsId, options.signal);
     } else {
-      found = await this.stat(remotePath, options.signal);
+      finalPath = outcome.path;
+      found = await this.stat(finalPath, options.signal);
     }
     if (!found || found.size !== digest.size) {
       options.resume?.clear();

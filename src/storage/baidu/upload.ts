@@ -71,10 +71,12 @@ export interface UploadOptions {
    * missing; the call is then tried once more.
    */
   renewFolder?: () => Promise<void>;
+  /** The file at `remotePath` is this backup's own earlier copy. */
+  mayReplace?: boolean;
 }
 
 export type UploadOutcome =
-  | { kind: "rapid" }
+  | { kind: "rapid"; path: string }
   | { kind: "created"; create: CreateAnswer };
 
 /** Tries of one part whose MD5 came back wrong. */
@@ -117,7 +119,7 @@ export async function uploadFile(
         );
         if (pre.returnType === 2) {
           o.resume?.clear();
-          return { kind: "rapid" };
+          return { kind: "rapid", path: pre.path || o.remotePath };
         }
         if (!pre.uploadId) {
           throw new StorageError(
@@ -293,7 +295,9 @@ function commonForm(o: UploadOptions, pre: boolean): Record<string, string> {
     size: String(d.size),
     isdir: "0",
     block_list: JSON.stringify(d.blockList),
-    rtype: "3",
+    // Never over another file (the server gives the new one a free name,
+    // which create answers), but over this backup's own earlier copy.
+    rtype: o.mayReplace ? "3" : "1",
     local_mtime: mtime,
     local_ctime: mtime,
   };
