@@ -98,20 +98,8 @@ export async function writeStream(
   return total;
 }
 
-/** fsync of a folder, so a rename or unlink in it survives a power cut. */
-export function syncDir(path: string): void {
-  if (Deno.build.os === "windows") return;
-  try {
-    const d = Deno.openSync(path, { read: true });
-    try {
-      d.syncSync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // Some file systems refuse fsync on folders; the rename still happened.
-  }
-}
+import { syncDir } from "./io/sync_dir.ts";
+export { syncDir };
 
 /**
  * `syncDir` off the main thread: the fsync runs on the I/O pool, so other
@@ -132,10 +120,6 @@ export async function syncDirAsync(path: string): Promise<void> {
   } finally {
     d.close();
   }
-}
-
-export function syncParent(path: string): void {
-  syncDir(dirname(path));
 }
 
 /** Free bytes for an unprivileged writer, or undefined when unknown. */

@@ -211,6 +211,21 @@ async function buildMysql(serverUrl: string, n: number): Promise<Built> {
   };
 }
 
+/** The agent's config for a shop whose folders live under `work`. */
+async function agentConfig(work: string, shop: Built) {
+  const raw = {
+    database: shop.database,
+    orders: { shippedStatuses: ["shipped"] },
+    images: { root: join(work, "images") },
+    cleanup: { afterDays: 10 },
+    backup: { target: "local", local: { dir: join(work, "backup") } },
+    state: { dir: join(work, "state") },
+  };
+  const configPath = join(work, "image-agent.json");
+  await Deno.writeTextFile(configPath, JSON.stringify(raw, null, 2));
+  return { config: parseConfig(raw, configPath), configPath };
+}
+
 async function benchOne(
   driver: string,
   n: number,
@@ -223,17 +238,7 @@ async function benchOne(
     for (const sub of ["images", "backup", "state"]) {
       await Deno.mkdir(join(work, sub), { recursive: true });
     }
-    const raw = {
-      database: shop.database,
-      orders: { shippedStatuses: ["shipped"] },
-      images: { root: join(work, "images") },
-      cleanup: { afterDays: 10 },
-      backup: { target: "local", local: { dir: join(work, "backup") } },
-      state: { dir: join(work, "state") },
-    };
-    const configPath = join(work, "image-agent.json");
-    await Deno.writeTextFile(configPath, JSON.stringify(raw, null, 2));
-    const config = parseConfig(raw, configPath);
+    const { config, configPath } = await agentConfig(work, shop);
 
     const s = await openShop(config);
     const [migrateSeconds] = await seconds(() => s.migrate(new Date()));
@@ -364,17 +369,8 @@ async function benchWork(
         image[2] = k >> 16;
         await Deno.writeFile(join(work, "images/hd", `${k}.png`), image);
       }
-      const raw = {
-        database: shop.database,
-        orders: { shippedStatuses: ["shipped"] },
-        images: { root: join(work, "images") },
-        cleanup: { afterDays: 10 },
-        backup: { target: "local", local: { dir: join(work, "backup") } },
-        state: { dir: join(work, "state") },
-      };
-      const configPath = join(work, "image-agent.json");
-      await Deno.writeTextFile(configPath, JSON.stringify(raw, null, 2));
-      const s = await openShop(parseConfig(raw, configPath));
+      const { config, configPath } = await agentConfig(work, shop);
+      const s = await openShop(config);
       await s.migrate(new Date());
       await s.close();
       await exec(shop, FILL[driver]);

@@ -12,6 +12,7 @@
 
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
+import { syncDir } from "./sync_dir.ts";
 
 /** Size of each read. */
 export const JOB_READ_BYTES = 4 * 1024 * 1024;
@@ -299,9 +300,9 @@ export function copyVerified(
     const placed = job.replace === job.dest
       ? (Deno.renameSync(temp, job.dest), { dest: job.dest, reused: false })
       : place(temp, job.dest, size, sha256);
-    syncFolder(folder);
+    syncDir(folder);
     // A new folder's own name must reach the disk too.
-    if (created) syncFolder(dirname(folder));
+    if (created) syncDir(dirname(folder));
     return { size, sha256, ...placed };
   } catch (err) {
     try {
@@ -482,21 +483,6 @@ function removeStaleTemps(folder: string, prefix: string, mine: string): void {
         // One it cannot remove is left alone; the copy gets its own name.
       }
     }
-  }
-}
-
-/** fsync of a folder, so the rename in it survives a power cut. */
-function syncFolder(path: string): void {
-  if (Deno.build.os === "windows") return;
-  try {
-    const d = Deno.openSync(path, { read: true });
-    try {
-      d.syncSync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // Some file systems refuse fsync on folders; the rename still happened.
   }
 }
 
