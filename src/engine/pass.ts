@@ -618,13 +618,15 @@ class Pass {
    */
   #namers(): Promise<Map<string, string[]>> {
     return this.#namersIndex ??= (async () => {
-      const rows = await this.d.shop.imagesInUse();
       const cfg = this.d.config.images.root;
-      const inside = rows.filter((r) =>
-        !r.image.includes("\0") &&
-        isInside(this.realRoot, lexicalPath(this.realRoot, r.image, cfg))
-      );
-      const paths = inside.map((r) => lexicalPath(this.realRoot, r.image, cfg));
+      const inside = (await this.d.shop.imagesInUse())
+        .filter((r) => !r.image.includes("\0"))
+        .map((r) => ({
+          key: r.key,
+          path: lexicalPath(this.realRoot, r.image, cfg),
+        }))
+        .filter((r) => isInside(this.realRoot, r.path));
+      const paths = inside.map((r) => r.path);
       const per = Math.max(256, Math.ceil(paths.length / this.d.io.size || 1));
       const jobs = [];
       for (let i = 0; i < paths.length; i += per) {
