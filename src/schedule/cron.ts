@@ -248,8 +248,8 @@ export function wallTime(instant: Date, zone: string): WallTime {
   };
 }
 
-/** Offset of the zone from UTC at an instant, in minutes (east positive). */
-export function zoneOffsetMinutes(instant: Date, zone: string): number {
+/** Offset of the zone from UTC at an instant, in seconds (east positive). */
+function zoneOffsetSeconds(instant: Date, zone: string): number {
   const w = wallTime(instant, zone);
   const asUtc = Date.UTC(
     w.year,
@@ -260,7 +260,12 @@ export function zoneOffsetMinutes(instant: Date, zone: string): number {
     w.second,
   );
   const whole = Math.floor(instant.getTime() / 1000) * 1000;
-  return Math.round((asUtc - whole) / 60000);
+  return Math.round((asUtc - whole) / 1000);
+}
+
+/** Offset of the zone from UTC at an instant, in minutes (east positive). */
+export function zoneOffsetMinutes(instant: Date, zone: string): number {
+  return Math.round(zoneOffsetSeconds(instant, zone) / 60);
 }
 
 /**
@@ -276,18 +281,7 @@ export function subMinuteOffset(
 ): { at: Date; offsetSeconds: number } | null {
   for (let d = 0; d <= days; d++) {
     const at = new Date(from.getTime() + d * 86400000);
-    const w = wallTime(at, zone);
-    const asUtc = Date.UTC(
-      w.year,
-      w.month - 1,
-      w.day,
-      w.hour,
-      w.minute,
-      w.second,
-    );
-    const offsetSeconds = Math.round(
-      (asUtc - Math.floor(at.getTime() / 1000) * 1000) / 1000,
-    );
+    const offsetSeconds = zoneOffsetSeconds(at, zone);
     if (offsetSeconds % 60 !== 0) return { at, offsetSeconds };
   }
   return null;
