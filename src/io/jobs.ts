@@ -15,7 +15,7 @@ import { basename, dirname, join } from "node:path";
 import { syncDir } from "./sync_dir.ts";
 
 /** Size of each read. */
-export const JOB_READ_BYTES = 4 * 1024 * 1024;
+export const JOB_READ_BYTES = 1024 * 1024;
 
 /**
  * Copies an image beside `dest` and puts it in place once verified, never
