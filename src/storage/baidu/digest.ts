@@ -11,7 +11,6 @@
  */
 
 import { StorageError } from "../../errors.ts";
-import { createHash } from "../../fsutil.ts";
 import type { IoPool } from "../../io/pool.ts";
 
 export const MIB = 1 << 20;
@@ -127,9 +126,4 @@ export async function md5BlockList(
     );
   }
   return (await Promise.all(jobs)).flat();
-}
-
-/** MD5 (hex) of some bytes. */
-export function md5Hex(bytes: Uint8Array): string {
-  return createHash("md5").update(bytes).digest("hex");
 }

@@ -184,16 +184,6 @@ export function scrubText(text: string): string {
   );
 }
 
-/** An address without its query, for log lines and messages. */
-export function safeUrl(url: string | URL): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return "(address)";
-  }
-}
-
 /**
  * The engine's view of an error: API and network errors become
  * `StorageError`s (token trouble, a full drive and the account's request
