@@ -211,6 +211,27 @@ async function buildMysql(serverUrl: string, n: number): Promise<Built> {
   };
 }
 
+/** One whole `image-agent run --json --quiet` process, timed. */
+async function runAgent(configPath: string) {
+  const t = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      MAIN,
+      "run",
+      "--json",
+      "--quiet",
+      "--config",
+      configPath,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { out, seconds: (performance.now() - t) / 1000 };
+}
+
 /** The agent's config for a shop whose folders live under `work`. */
 async function agentConfig(work: string, shop: Built) {
   const raw = {
@@ -266,22 +287,8 @@ async function benchOne(
     const runTimes: number[] = [];
     let runExit: number | null = null;
     for (let i = 0; i < runs; i++) {
-      const t = performance.now();
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--quiet",
-          MAIN,
-          "run",
-          "--json",
-          "--config",
-          configPath,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      runTimes.push((performance.now() - t) / 1000);
+      const { out, seconds } = await runAgent(configPath);
+      runTimes.push(seconds);
       runExit = out.code;
       if (out.code !== 0) {
         console.error(new TextDecoder().decode(out.stderr));
@@ -375,23 +382,7 @@ async function benchWork(
       await s.close();
       await exec(shop, FILL[driver]);
       await exec(shop, AGE[driver]);
-      const t = performance.now();
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--quiet",
-          MAIN,
-          "run",
-          "--json",
-          "--quiet",
-          "--config",
-          configPath,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const took = (performance.now() - t) / 1000;
+      const { out, seconds: took } = await runAgent(configPath);
       if (out.code !== 0) {
         console.error(new TextDecoder().decode(out.stderr));
         return { driver, orders: n, runSeconds: null, cleaned: 0 };
